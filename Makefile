@@ -1,0 +1,30 @@
+# The two commands of the README: `make sim` and `make test`. Both set up .venv on first use.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SETUP_STAMP := $(VENV)/.setup-done
+STATE ?= .sim-state
+SCENARIO ?= tools/scenarios/default.json
+PYTEST_ARGS ?=
+
+.PHONY: setup sim test check bench deploy clean
+
+$(SETUP_STAMP): requirements.txt tools/setup_deps.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(PY) tools/setup_deps.py
+	touch $@
+
+setup: $(SETUP_STAMP)
+
+sim: setup
+	$(PY) tools/run_sim.py --state $(STATE) --scenario $(SCENARIO)
+
+check: setup
+	$(PY) tools/check_firmware.py
+
+test: check
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf build .pytest_cache .hypothesis .ruff_cache test-output

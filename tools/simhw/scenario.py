@@ -1,0 +1,116 @@
+# The simulated world (SPEC section 6), read from a JSON file and re-read when it changes on disk.
+# Runs on the MicroPython unix port (inside the simulated device) and on CPython.
+import json
+import os
+import time
+
+DEFAULT = {
+    "mains": {"voltage_v": [230.0, 230.0, 230.0], "freq_hz": 50.0, "harmonics": {}},
+    "phases": [{"current_a": 0.0, "angle_deg": 0.0}, {"current_a": 0.0, "angle_deg": 0.0},
+               {"current_a": 0.0, "angle_deg": 0.0}],
+    "adc": {"noise_lsb": 1.5},
+    "wifi": {"networks": [], "dhcp": True},
+    "lan": {"link": False},
+    "button": {"pressed": False},
+}
+PHASE_DEFAULT = {"current_a": 0.0, "angle_deg": 0.0, "harmonics": {}, "reversed": False}
+CHECK_EVERY_MS = 250
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+def _merge(base, over):
+    out = {}
+    for k in base:
+        out[k] = base[k]
+    for k in over:
+        if k in base and isinstance(base[k], dict) and isinstance(over[k], dict):
+            out[k] = _merge(base[k], over[k])
+        else:
+            out[k] = over[k]
+    return out
+
+
+def normalize(raw):
+    """Fill defaults and check types; raise ScenarioError naming the bad field."""
+    if not isinstance(raw, dict):
+        raise ScenarioError("scenario: top level must be a JSON object")
+    data = _merge(DEFAULT, raw)
+    mains = data["mains"]
+    volts = mains["voltage_v"]
+    if isinstance(volts, (int, float)):
+        volts = [volts, volts, volts]
+    if not isinstance(volts, list) or not 1 <= len(volts) <= 3:
+        raise ScenarioError("mains.voltage_v: a number or a list of 1-3 numbers")
+    while len(volts) < 3:
+        volts.append(volts[0])
+    mains["voltage_v"] = [float(v) for v in volts]
+    mains["freq_hz"] = float(mains["freq_hz"])
+    if not 10.0 <= mains["freq_hz"] <= 100.0:
+        raise ScenarioError("mains.freq_hz: 10-100")
+    phases = data["phases"]
+    if not isinstance(phases, list) or len(phases) > 3:
+        raise ScenarioError("phases: a list of at most 3 objects")
+    out = []
+    for i in range(3):
+        p = _merge(PHASE_DEFAULT, phases[i] if i < len(phases) else {})
+        p["current_a"] = float(p["current_a"])
+        p["angle_deg"] = float(p["angle_deg"])
+        p["reversed"] = bool(p["reversed"])
+        p["on_phase"] = int(p.get("on_phase", i + 1))
+        if not 1 <= p["on_phase"] <= 3:
+            raise ScenarioError("phases[%d].on_phase: 1, 2 or 3" % i)
+        out.append(p)
+    data["phases"] = out
+    data["adc"]["noise_lsb"] = float(data["adc"].get("noise_lsb", 1.5))
+    nets = data["wifi"]["networks"]
+    if not isinstance(nets, list):
+        raise ScenarioError("wifi.networks: a list")
+    for n in nets:
+        if not isinstance(n, dict) or not isinstance(n.get("ssid"), str):
+            raise ScenarioError("wifi.networks: objects with an ssid")
+    return data
+
+
+class Scenario:
+    """Holds the current world; `poll()` re-reads the file when its mtime or size changed.
+
+    `version` grows by one at every change, so users can cache what they derived from `data`.
+    A file that fails to parse keeps the previous world and logs why (an editor mid-save is normal).
+    """
+
+    def __init__(self, path=None):
+        self.path = path
+        self.data = normalize({})
+        self.version = 0
+        self._stamp = None
+        self._next_check = time.ticks_ms()
+        if path:
+            self.poll(force=True)
+
+    def poll(self, force=False):
+        if not self.path:
+            return False
+        now = time.ticks_ms()
+        if not force and time.ticks_diff(now, self._next_check) < 0:
+            return False
+        self._next_check = time.ticks_add(now, CHECK_EVERY_MS)
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        stamp = (st[8], st[6])
+        if stamp == self._stamp and not force:
+            return False
+        self._stamp = stamp
+        try:
+            with open(self.path) as f:
+                data = normalize(json.load(f))
+        except (ValueError, TypeError, KeyError) as e:
+            print("scenario: keeping the previous world, %s is not usable: %s" % (self.path, e))
+            return False
+        self.data = data
+        self.version += 1
+        return True
