@@ -21,15 +21,27 @@ class ScenarioError(ValueError):
     pass
 
 
+def _copy(v):
+    if isinstance(v, dict):
+        return _merge(v, {})
+    if isinstance(v, list):
+        return [_copy(x) for x in v]
+    return v
+
+
 def _merge(base, over):
+    """A deep copy of base with over's keys laid on top (dicts merged key by key)."""
     out = {}
     for k in base:
-        out[k] = base[k]
-    for k in over:
-        if k in base and isinstance(base[k], dict) and isinstance(over[k], dict):
+        if isinstance(base[k], dict) and isinstance(over.get(k), dict):
             out[k] = _merge(base[k], over[k])
+        elif k in over:
+            out[k] = _copy(over[k])
         else:
-            out[k] = over[k]
+            out[k] = _copy(base[k])
+    for k in over:
+        if k not in base:
+            out[k] = _copy(over[k])
     return out
 
 
