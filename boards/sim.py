@@ -10,5 +10,6 @@ V_PER_COUNT = 0.2993
 # Rated current * 1.2 * sqrt(2) fills about 1850 counts of the 2048-count half range.
 A_PER_COUNT = {"home": 0.0917, "public": 0.3669}
 BUTTON_PIN = 0
-LAN = None
+# The simulated board has a LAN port too (scenario "lan": {"link": true}) so LAN-first can be tried.
+LAN = {"phy": "LAN8720", "phy_addr": 0, "mdc": 23, "mdio": 18, "power": 12, "clock": "GPIO17_OUT"}
 STATUS_LED = 2

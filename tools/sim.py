@@ -5,11 +5,24 @@ power supply and reset line: it starts the MicroPython child, restarts it on a r
 watchdog timeout, and turns SIGTERM/SIGINT into an orderly shutdown of the child.
 """
 import argparse
+import json
 import os
+import select
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 from mpenv import MICROPYTHON, ROOT, micropython_env
+
+sys.path.insert(0, os.path.join(ROOT, "firmware"))
+
+RESET_EXIT_CODE = 75          # tools/simhw/hal_sim.py: the firmware asked for a hard reset
+CRASH_RESTART_S = 1.0         # an unhandled crash restarts like the device's watchdog would
+SHUTDOWN_GRACE_S = 15.0       # orderly shutdown may take this long before the power is cut
+DEFAULT_SERIAL = "2312000042G"
+DEFAULT_PIN = "12345678"
 
 
 def parse_args(argv):
@@ -43,11 +56,128 @@ def capture(args):
     return subprocess.call(cmd, env=micropython_env())
 
 
+def say(msg):
+    print("sim: " + msg, flush=True)
+
+
+def prepare_state(args):
+    """A new state folder is a factory-new device: it gets its identity as at manufacturing."""
+    import identity
+
+    os.makedirs(args.state, exist_ok=True)
+    path = os.path.join(args.state, "identity.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            serial = json.load(f).get("serial")
+        if args.serial and args.serial != serial:
+            raise SystemExit("tools/sim: %s already belongs to serial %s (use a new --state for %s)"
+                             % (args.state, serial, args.serial))
+        return serial
+    serial = args.serial or DEFAULT_SERIAL
+    pin = args.pin or DEFAULT_PIN
+    try:
+        identity.save(args.state, serial, pin)
+    except ValueError as e:
+        raise SystemExit("tools/sim: %s" % e) from None
+    return serial
+
+
+def _die_with_launcher():
+    # SIGKILL of the launcher is a power cut: the device must go down with it, not linger.
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class Device:
+    """One simulated power-on of the device: the MicroPython child process."""
+
+    def __init__(self, args, wdt_port):
+        cmd = [MICROPYTHON]
+        if args.heap:
+            cmd += ["-X", "heapsize=" + args.heap]
+        cmd.append(os.path.join(ROOT, "firmware", "main.py"))
+        env = micropython_env()
+        env.update({
+            "AMPGUARD_BOARD": "sim",
+            "AMPGUARD_STATE": os.path.abspath(args.state),
+            "AMPGUARD_SCENARIO": os.path.abspath(args.scenario) if args.scenario else "",
+            "AMPGUARD_HTTP": args.http,
+            "AMPGUARD_DNS": args.dns,
+            "AMPGUARD_BROKER": args.broker or "",
+            "AMPGUARD_WDT_PORT": str(wdt_port),
+            "AMPGUARD_SEED": str(args.seed),
+        })
+        # Its own session: a terminal's Ctrl-C reaches only the launcher, which passes on exactly one.
+        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True,
+                                     preexec_fn=_die_with_launcher)
+        self.wdt_timeout_s = None
+        self.last_feed = time.monotonic()
+
+    def on_watchdog_message(self, msg):
+        if msg.startswith(b"start "):
+            self.wdt_timeout_s = int(msg.split()[1]) / 1000.0
+        self.last_feed = time.monotonic()
+
+    def watchdog_expired(self):
+        return self.wdt_timeout_s is not None and time.monotonic() - self.last_feed > self.wdt_timeout_s
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def run_device(args):
+    serial = prepare_state(args)
+    wdt = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    wdt.bind(("127.0.0.1", 0))
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    say("device %s, state %s, portal http://%s/, DNS %s%s" % (
+        serial, args.state, args.http, args.dns, ", broker " + args.broker if args.broker else ""))
+    boots = 0
+    while True:
+        boots += 1
+        dev = Device(args, wdt.getsockname()[1])
+        stopping_since = None
+        while dev.proc.poll() is None:
+            if stop and stopping_since is None:
+                stopping_since = time.monotonic()
+                dev.proc.send_signal(signal.SIGINT)
+            if stopping_since is not None and time.monotonic() - stopping_since > SHUTDOWN_GRACE_S:
+                say("orderly shutdown took too long, cutting power")
+                dev.kill()
+                return 1
+            ready, _, _ = select.select([wdt], [], [], 0.2)
+            if ready:
+                dev.on_watchdog_message(wdt.recv(64))
+            if stopping_since is None and dev.watchdog_expired():
+                say("watchdog: not fed for %.1f s, resetting the device" % dev.wdt_timeout_s)
+                dev.kill()
+                break
+        code = dev.proc.returncode
+        if dev.watchdog_expired():
+            continue
+        if stop:
+            say("stopped (exit %s)" % code)
+            return 0 if code == 0 else 1
+        if code == RESET_EXIT_CODE:
+            say("device reset, booting again")
+        elif code == -signal.SIGKILL:
+            say("device lost power (SIGKILL), booting again")
+        else:
+            say("device crashed (exit %s), restarting in %.0f s" % (code, CRASH_RESTART_S))
+            time.sleep(CRASH_RESTART_S)
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.capture:
         return capture(args)
-    raise SystemExit("tools/sim: running the device is not built yet")
+    return run_device(args)
 
 
 if __name__ == "__main__":

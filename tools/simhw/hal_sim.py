@@ -1,0 +1,246 @@
+# The simulated twin of firmware/hal_esp32.py (contract: docs/design.md). Host only: runs on the
+# MicroPython unix port inside `tools/sim`, configured by the AMPGUARD_* environment variables.
+import os
+import socket
+import sys
+import time
+
+from scenario import Scenario
+from sim_adc import SimAdc
+
+RESET_EXIT_CODE = 75
+AP_IP = "192.168.251.1"
+
+
+def _env(name, default=None):
+    v = os.getenv(name)
+    return v if v else default
+
+
+def _addr(text, default):
+    host, _, port = (text or default).rpartition(":")
+    return host, int(port)
+
+
+def _now_us():
+    # A continuous microsecond axis for the simulated world (does not wrap like ticks_us).
+    return time.time_ns() // 1000
+
+
+class Adc:
+    """Reads the simulated front end with the ESP32's timing: a burst blocks for its real duration."""
+
+    def __init__(self, scenario, sim):
+        self._scenario = scenario
+        self._sim = sim
+        self.channels = sim.channels
+        self.read_us = sim.read_us
+
+    def read_burst(self, buf, nsets):
+        start = time.ticks_us()
+        t0 = _now_us()
+        self._scenario.poll()
+        self._sim.fill(buf, nsets, t0)
+        end = t0 + nsets * len(self.channels) * self.read_us
+        wait = end - _now_us()
+        if wait > 0:
+            time.sleep_us(wait)
+        return start
+
+
+class WifiStation:
+    """Join semantics of SPEC 6: only a listed SSID with its password joins; dhcp false gives no IP."""
+
+    def __init__(self, scenario):
+        self._scenario = scenario
+        self._active = False
+        self._target = None
+        self._password = None
+        self._since = 0
+        self._state = "idle"
+
+    def _wifi(self):
+        self._scenario.poll()
+        return self._scenario.data["wifi"]
+
+    def _network(self, ssid):
+        for n in self._wifi()["networks"]:
+            if n.get("ssid") == ssid:
+                return n
+        return None
+
+    def active(self, on=None):
+        if on is not None:
+            self._active = bool(on)
+            if not on:
+                self.disconnect()
+        return self._active
+
+    def scan(self):
+        if not self._active:
+            raise OSError("STA interface not active")
+        out = []
+        for n in self._wifi()["networks"]:
+            out.append((n["ssid"], int(n.get("rssi", -60)), bool(n.get("password")),
+                        int(n.get("channel", 1))))
+        return out
+
+    def connect(self, ssid, password):
+        if not self._active:
+            raise OSError("STA interface not active")
+        self._target = ssid
+        self._password = password or ""
+        self._since = time.ticks_ms()
+        self._state = "connecting"
+
+    def disconnect(self):
+        self._target = None
+        self._password = None
+        self._state = "idle"
+
+    def status(self):
+        if self._target is None:
+            return "idle"
+        wifi = self._wifi()
+        net = self._network(self._target)
+        elapsed = time.ticks_diff(time.ticks_ms(), self._since)
+        if self._state == "got_ip":
+            # A joined network that vanishes or changes its password drops the station.
+            if net is None or (net.get("password") or "") != self._password:
+                self._state = "no_ap_found"
+                self._since = time.ticks_ms()
+            return self._state
+        if elapsed < int(float(wifi.get("join_s", 1.5)) * 1000):
+            return "connecting"
+        if net is None:
+            self._state = "no_ap_found"
+        elif (net.get("password") or "") != self._password:
+            self._state = "wrong_password"
+        elif not wifi.get("dhcp", True):
+            # Associated, but no lease arrives; the ESP32 reports this only by never getting an IP.
+            dhcp_ms = int(float(wifi.get("dhcp_timeout_s", 5.0)) * 1000)
+            self._state = "connecting" if elapsed < dhcp_ms else "no_ip"
+        else:
+            self._state = "got_ip"
+        return self._state
+
+    def ip(self):
+        if self.status() != "got_ip":
+            return None
+        return "192.168.1.%d" % (50 + sum(self._target.encode()) % 150)
+
+    def rssi(self):
+        net = self._network(self._target) if self._target else None
+        return int(net.get("rssi", -60)) if net and self._state == "got_ip" else None
+
+
+class AccessPoint:
+    def __init__(self):
+        self._essid = None
+
+    def start(self, essid, password):
+        # The simulator has no radio: the portal and DNS listen on --http / --dns instead.
+        self._essid = essid
+        print("hal_sim: access point '%s' up (WPA2, PIN), %s/24" % (essid, AP_IP))
+
+    def stop(self):
+        if self._essid:
+            print("hal_sim: access point '%s' down" % self._essid)
+        self._essid = None
+
+    def active(self):
+        return self._essid is not None
+
+    def ip(self):
+        return AP_IP
+
+
+class Lan:
+    def __init__(self, scenario):
+        self._scenario = scenario
+        self._active = False
+
+    def _lan(self):
+        self._scenario.poll()
+        return self._scenario.data["lan"]
+
+    def active(self, on=None):
+        if on is not None:
+            self._active = bool(on)
+        return self._active
+
+    def link(self):
+        return bool(self._lan().get("link"))
+
+    def ip(self):
+        lan = self._lan()
+        if self._active and lan.get("link") and lan.get("dhcp", True):
+            return lan.get("ip", "192.168.0.77")
+        return None
+
+
+class Watchdog:
+    """Fed over UDP to the launcher, which restarts the device when feeding stops (like a reset)."""
+
+    def __init__(self, port):
+        self._addr = socket.getaddrinfo("127.0.0.1", port)[0][-1] if port else None
+        self._sock = None
+        self._last = None
+
+    def _send(self, msg):
+        if self._addr is None:
+            return
+        if self._sock is None:
+            self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self._sock.sendto(msg, self._addr)
+        except OSError:
+            pass
+
+    def start(self, timeout_ms):
+        self._send(b"start %d" % timeout_ms)
+
+    def feed(self):
+        now = time.ticks_ms()
+        if self._last is None or time.ticks_diff(now, self._last) >= 200:
+            self._last = now
+            self._send(b"feed")
+
+
+class Hal:
+    def __init__(self, board):
+        self.board = board
+        self.flash_dir = _env("AMPGUARD_STATE", ".sim-state")
+        self.scenario = Scenario(_env("AMPGUARD_SCENARIO"))
+        self.wifi = WifiStation(self.scenario)
+        self.ap = AccessPoint()
+        self.lan = Lan(self.scenario) if board.LAN else None
+        self._wdt = Watchdog(int(_env("AMPGUARD_WDT_PORT", "0")))
+        self._seed = int(_env("AMPGUARD_SEED", "1"))
+
+    def adc(self, channels):
+        return Adc(self.scenario, SimAdc(self.board, self.scenario, tuple(channels), self._seed))
+
+    def button_pressed(self):
+        self.scenario.poll()
+        return bool(self.scenario.data.get("button", {}).get("pressed"))
+
+    def wdt_start(self, timeout_ms):
+        self._wdt.start(timeout_ms)
+
+    def wdt_feed(self):
+        self._wdt.feed()
+
+    def reset(self):
+        print("hal_sim: reset")
+        sys.exit(RESET_EXIT_CODE)
+
+    def portal_address(self):
+        return _addr(_env("AMPGUARD_HTTP"), "127.0.0.1:8080")
+
+    def dns_address(self):
+        return _addr(_env("AMPGUARD_DNS"), "127.0.0.1:5353")
+
+    def broker_override(self):
+        b = _env("AMPGUARD_BROKER")
+        return _addr(b, b) if b else None
