@@ -2,7 +2,7 @@
 
 Every module in tests/fw/ is a firmware test written for MicroPython and CPython alike
 (plain `test_*` functions, helpers from tests/fw/fwtest.py). Each of its tests is collected
-twice, as `name[cpython]` (run in this process with the shims of tests/shims/) and
+twice, as `name[cpython]` (run in this process with the shims of tools/cpython_shims/) and
 `name[micropython]` (the whole module run once on the MicroPython unix port by
 tests/fw/mprunner.py, results read back per test). A module that only works on CPython
 therefore fails its micropython results. Everything under tests/host/ is ordinary
@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FW_TESTS = os.path.join(HERE, "fw")
 sys.path[:0] = [os.path.join(ROOT, p) for p in ("firmware", "boards", "tools/simhw", "tools")] + [
-    FW_TESTS, os.path.join(HERE, "shims")]
+    os.path.join(ROOT, "tools", "cpython_shims"), FW_TESTS, os.path.join(HERE, "host")]
 
 import mp_compat  # noqa: E402
 

@@ -13,6 +13,7 @@ FIRMWARE_PATH = [
     os.path.join(ROOT, "boards"),
     os.path.join(ROOT, "tools", "simhw"),
     os.path.join(ROOT, ".deps"),
+    ".frozen",  # the unix port's built-in asyncio and friends
 ]
 
 
@@ -20,3 +21,15 @@ def micropython_env(extra_path=(), env=None):
     env = dict(os.environ if env is None else env)
     env["MICROPYPATH"] = ":".join(list(extra_path) + FIRMWARE_PATH)
     return env
+
+
+def use_firmware_on_cpython():
+    """Let this CPython process import firmware modules (MicroPython built-ins shimmed)."""
+    import sys
+
+    for p in (os.path.join(ROOT, "tools", "cpython_shims"), os.path.join(ROOT, "firmware")):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    import mp_compat
+
+    mp_compat.install()

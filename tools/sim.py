@@ -14,9 +14,9 @@ import subprocess
 import sys
 import time
 
-from mpenv import MICROPYTHON, ROOT, micropython_env
+from mpenv import MICROPYTHON, ROOT, micropython_env, use_firmware_on_cpython
 
-sys.path.insert(0, os.path.join(ROOT, "firmware"))
+use_firmware_on_cpython()
 
 RESET_EXIT_CODE = 75          # tools/simhw/hal_sim.py: the firmware asked for a hard reset
 CRASH_RESTART_S = 1.0         # an unhandled crash restarts like the device's watchdog would
