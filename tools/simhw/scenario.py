@@ -14,6 +14,8 @@ DEFAULT = {
     "button": {"pressed": False},
 }
 PHASE_DEFAULT = {"current_a": 0.0, "angle_deg": 0.0, "harmonics": {}, "reversed": False}
+SENSORS = ("home", "public")
+MAX_HARMONIC = 50
 CHECK_EVERY_MS = 250
 
 
@@ -45,6 +47,42 @@ def _merge(base, over):
     return out
 
 
+def _number(v, field, lo, hi):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+        raise ScenarioError("%s: a number %s-%s" % (field, lo, hi))
+    return float(v)
+
+
+def _harmonics(h, field):
+    """{"3": 0.1}: order (2..MAX_HARMONIC, as a string key) -> amplitude relative to the fundamental."""
+    if not isinstance(h, dict):
+        raise ScenarioError("%s: an object of order -> relative amplitude" % field)
+    out = {}
+    for k in h:
+        try:
+            order = int(k)
+        except ValueError:
+            order = 0
+        if not 2 <= order <= MAX_HARMONIC:
+            raise ScenarioError("%s: orders are 2-%d" % (field, MAX_HARMONIC))
+        out[str(order)] = _number(h[k], "%s.%s" % (field, k), 0.0, 1.0)
+    return out
+
+
+def _adc(adc):
+    adc["noise_lsb"] = _number(adc.get("noise_lsb", 1.5), "adc.noise_lsb", 0.0, 100.0)
+    adc["jitter_us"] = _number(adc.get("jitter_us", 0.5), "adc.jitter_us", 0.0, 100.0)
+    adc["nonlinearity"] = _number(adc.get("nonlinearity", 0.0), "adc.nonlinearity", -50.0, 50.0)
+    adc["sensor"] = adc.get("sensor", "home")
+    if adc["sensor"] not in SENSORS:
+        raise ScenarioError("adc.sensor: home or public")
+    bias = adc.get("bias_codes")
+    if bias is not None:
+        if not isinstance(bias, list) or len(bias) != 6:
+            raise ScenarioError("adc.bias_codes: a list of 6 codes (v1 v2 v3 i1 i2 i3)")
+        adc["bias_codes"] = [_number(b, "adc.bias_codes", 0, 4095) for b in bias]
+
+
 def normalize(raw):
     """Fill defaults and check types; raise ScenarioError naming the bad field."""
     if not isinstance(raw, dict):
@@ -62,6 +100,7 @@ def normalize(raw):
     mains["freq_hz"] = float(mains["freq_hz"])
     if not 10.0 <= mains["freq_hz"] <= 100.0:
         raise ScenarioError("mains.freq_hz: 10-100")
+    mains["harmonics"] = _harmonics(mains["harmonics"], "mains.harmonics")
     phases = data["phases"]
     if not isinstance(phases, list) or len(phases) > 3:
         raise ScenarioError("phases: a list of at most 3 objects")
@@ -74,9 +113,12 @@ def normalize(raw):
         p["on_phase"] = int(p.get("on_phase", i + 1))
         if not 1 <= p["on_phase"] <= 3:
             raise ScenarioError("phases[%d].on_phase: 1, 2 or 3" % i)
+        p["harmonics"] = _harmonics(p["harmonics"], "phases[%d].harmonics" % i)
         out.append(p)
     data["phases"] = out
-    data["adc"]["noise_lsb"] = float(data["adc"].get("noise_lsb", 1.5))
+    if not isinstance(data["adc"], dict):
+        raise ScenarioError("adc: an object")
+    _adc(data["adc"])
     nets = data["wifi"]["networks"]
     if not isinstance(nets, list):
         raise ScenarioError("wifi.networks: a list")
