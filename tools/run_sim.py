@@ -11,33 +11,37 @@ import time
 
 from mpenv import ROOT
 
-BROKER = ("127.0.0.1", 1883)
+HOST = "127.0.0.1"
 
 
-def listening(addr):
+def listening(port):
     try:
-        socket.create_connection(addr, timeout=0.5).close()
+        socket.create_connection((HOST, port), timeout=0.5).close()
         return True
     except OSError:
         return False
 
 
-def start_broker():
-    """mosquitto when installed, else the embedded amqtt broker; both only on loopback."""
-    if shutil.which("mosquitto"):
+def start_broker(port, impl="auto"):
+    """mosquitto when installed, else the embedded amqtt broker; both only on loopback.
+
+    Each in its own session: Ctrl-C must not take the broker down before the device said "offline".
+    """
+    if impl == "mosquitto" or (impl == "auto" and shutil.which("mosquitto")):
         conf = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
-        conf.write("listener %d %s\nallow_anonymous true\n" % (BROKER[1], BROKER[0]))
+        conf.write("listener %d %s\nallow_anonymous true\nlog_type error\nlog_type warning\n" % (port, HOST))
         conf.close()
-        proc = subprocess.Popen(["mosquitto", "-c", conf.name], stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(["mosquitto", "-c", conf.name], start_new_session=True)
         name = "mosquitto"
     else:
         proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "embedded_broker.py"),
-                                 "--bind", "%s:%d" % BROKER])
+                                 "--bind", "%s:%d" % (HOST, port)], start_new_session=True)
         name = "embedded amqtt broker"
     deadline = time.monotonic() + 15
-    while not listening(BROKER):
+    while not listening(port):
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("make sim: the %s did not start on %s:%d" % ((name,) + BROKER))
+            proc.kill()
+            raise SystemExit("make sim: the %s did not start on %s:%d" % (name, HOST, port))
         time.sleep(0.1)
     return proc, name
 
@@ -47,19 +51,22 @@ def main():
     p.add_argument("--state", default=".sim-state")
     p.add_argument("--scenario", default="tools/scenarios/default.json")
     p.add_argument("--http", default="127.0.0.1:8080")
+    p.add_argument("--broker-port", type=int, default=1883)
+    p.add_argument("--broker-impl", choices=("auto", "mosquitto", "embedded"), default="auto")
     args = p.parse_args()
+    port = args.broker_port
     broker = None
-    if listening(BROKER):
-        print("make sim: using the MQTT broker already listening on %s:%d" % BROKER)
+    if listening(port):
+        print("make sim: using the MQTT broker already listening on %s:%d" % (HOST, port))
     else:
-        broker, name = start_broker()
-        print("make sim: started %s on %s:%d" % ((name,) + BROKER))
+        broker, name = start_broker(port, args.broker_impl)
+        print("make sim: started %s on %s:%d" % (name, HOST, port))
     sim = subprocess.Popen([os.path.join(ROOT, "tools", "sim"), "--state", args.state, "--scenario",
-                            args.scenario, "--http", args.http, "--broker", "%s:%d" % BROKER],
+                            args.scenario, "--http", args.http, "--broker", "%s:%d" % (HOST, port)],
                            start_new_session=True)
     print("make sim: portal  http://%s/   (scenario: %s, edit it while running)" % (args.http, args.scenario))
-    print("make sim: watch   mosquitto_sub -h %s -p %d -t 'ampguard/#' -v" % BROKER)
-    print("make sim: Ctrl-C stops the simulator (orderly shutdown) and the broker we started")
+    print("make sim: watch   mosquitto_sub -h %s -p %d -t 'ampguard/#' -v" % (HOST, port))
+    print("make sim: Ctrl-C stops the simulator (orderly shutdown) and the broker we started", flush=True)
     stop = []
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))

@@ -40,6 +40,9 @@ class Adc:
         start = time.ticks_us()
         t0 = _now_us()
         self._scenario.poll()
+        while self._scenario.data.get("fault", {}).get("adc_hang"):
+            # Fault injection: a driver that never returns, for the watchdog to catch.
+            time.sleep_ms(100)
         self._sim.fill(buf, nsets, t0)
         end = t0 + nsets * len(self.channels) * self.read_us
         wait = end - _now_us()
@@ -226,7 +229,8 @@ class Hal:
         return bool(self.scenario.data.get("button", {}).get("pressed"))
 
     def wdt_start(self, timeout_ms):
-        self._wdt.start(timeout_ms)
+        # Tests may shorten the watchdog (AMPGUARD_WDT_MS) so a reset need not take 30 s.
+        self._wdt.start(int(_env("AMPGUARD_WDT_MS", str(timeout_ms))))
 
     def wdt_feed(self):
         self._wdt.feed()
