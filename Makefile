@@ -26,5 +26,9 @@ check: setup
 test: check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# make deploy PORT=/dev/ttyUSB0 BOARD=olimex_esp32_poe
+deploy: setup
+	$(PY) tools/deploy.py --board $(BOARD) --port $(PORT)
+
 clean:
 	rm -rf build .pytest_cache .hypothesis .ruff_cache test-output

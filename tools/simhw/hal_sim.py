@@ -37,18 +37,18 @@ class Adc:
         self.read_us = sim.read_us
 
     def read_burst(self, buf, nsets):
-        start = time.ticks_us()
+        """Fill buf with nsets interleaved sample sets; returns the burst's duration in us."""
         t0 = _now_us()
         self._scenario.poll()
         while self._scenario.data.get("fault", {}).get("adc_hang"):
             # Fault injection: a driver that never returns, for the watchdog to catch.
             time.sleep_ms(100)
         self._sim.fill(buf, nsets, t0)
-        end = t0 + nsets * len(self.channels) * self.read_us
-        wait = end - _now_us()
+        duration = nsets * len(self.channels) * self.read_us
+        wait = t0 + duration - _now_us()
         if wait > 0:
             time.sleep_us(wait)
-        return start
+        return duration
 
 
 class WifiStation:
