@@ -18,7 +18,8 @@ def load(name):
 
     path = os.path.join(BOARDS_DIR, name + ".py")
     if not os.path.isfile(path):
-        raise boardcfg.BoardError("board %s: no such board file (choose from %s)" % (name, ", ".join(names())))
+        raise boardcfg.BoardError("board %s: no such board file (choose from %s)"
+                                  % (name, ", ".join(names())))
     spec = importlib.util.spec_from_file_location("board_" + name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

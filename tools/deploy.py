@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import boardfile
+
 from mpenv import MPY_CROSS, ROOT, VENV_BIN
 
 

@@ -51,7 +51,8 @@ def provision(*args):
 def test_provision_writes_a_valid_identity_and_never_prints_the_pin(tmp_path):
     out = provision("--state", str(tmp_path), "--serial", "2312000042G", "--pin", "40123456")
     assert out.returncode == 0, out.stderr
-    assert json.loads((tmp_path / "identity.json").read_text()) == {"serial": "2312000042G", "pin": "40123456"}
+    stored = json.loads((tmp_path / "identity.json").read_text())
+    assert stored == {"serial": "2312000042G", "pin": "40123456"}
     assert "Amp Guard_0042G" in out.stdout
     assert "40123456" not in out.stdout + out.stderr
 
