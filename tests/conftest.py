@@ -99,3 +99,20 @@ class FirmwareTest(pytest.Item):
 
     def reportinfo(self):
         return self.path, 0, "%s::%s" % (self.path.name, self.name)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many firmware tests ran, and passed, under each runtime."""
+    counts = {}
+    for outcome in ("passed", "failed", "error"):
+        for rep in terminalreporter.stats.get(outcome, []):
+            if rep.when != "call" or "::" not in rep.nodeid or "/fw/" not in rep.nodeid:
+                continue
+            for runtime in ("cpython", "micropython"):
+                if rep.nodeid.endswith("[%s]" % runtime):
+                    key = (runtime, outcome)
+                    counts[key] = counts.get(key, 0) + 1
+    if counts:
+        for runtime in ("cpython", "micropython"):
+            terminalreporter.write_line("firmware tests on %s: %d passed, %d failed" % (
+                runtime, counts.get((runtime, "passed"), 0), counts.get((runtime, "failed"), 0)))
