@@ -1,0 +1,176 @@
+# One burst of raw sample sets -> per-phase sums over whole mains cycles (float math once per burst).
+#
+# The method follows emonLibCM rather than EmonLib: the DC bias is tracked from the data, the span
+# is a whole number of cycles between rising zero crossings of V1, the multiplex skew and the CT's
+# phase error are compensated, and the frequency comes from the crossings' interpolated times.
+#
+# Phase compensation without per-sample interpolation: the kernel sums v[n-d]*i[n] and v[n-d-1]*i[n]
+# for an integer delay d; for the fundamental, G(tau) = <v(t - tau) i(t)> = C cos(psi - w tau), so
+# the value at any tau between the two measured delays follows exactly from them:
+#     G(tau) = (G0 sin(wT + a) - G1 sin(a)) / sin(wT),  a = w (delay0 - tau), T = sample-set period.
+# The same trick shifts V1 by 120/240 degrees to derive L2/L3 voltages (SPEC 1) when only L1 is wired.
+import math
+from array import array
+
+import accum
+
+F_MIN_HZ = 45.0              # slowest mains we lock on to (sets the pre-roll for derived voltages)
+F_MAX_HZ = 66.0
+MAX_CT_LAG_DEG = 20.0        # the calibration range of i_phase_deg, either sign
+CROSS_HYST = 40              # counts (~12 V): a crossing needs the voltage this far below zero first
+MAX_CROSSINGS = 256
+
+
+def channel_layout(phases, voltage_inputs):
+    """Read order: each voltage next to its current, so their multiplex skew is small."""
+    if phases == 1:
+        return ("v1", "i1")
+    if voltage_inputs == 3:
+        return ("v1", "i1", "v2", "i2", "v3", "i3")
+    return ("v1", "i1", "i2", "i3")
+
+
+class BurstResult:
+    """Whole-cycle statistics of one burst, in ADC counts (scaled to units by the window)."""
+
+    def __init__(self, nphases):
+        self.sets = 0              # sample sets in the whole-cycle span
+        self.freq_hz = None
+        self.v_var = [0.0] * nphases   # voltage variance (derived phases: V1's)
+        self.i_var = [0.0] * nphases   # current variance, white ADC noise removed
+        self.power = [0.0] * nphases   # mean v*i, phase-compensated
+        self.reactive = [0.0] * nphases  # the same with the voltage a quarter cycle back
+        self.i_clipped = [0] * nphases   # codes on a rail: the CT is beyond the ADC's range
+        self.v_clipped = [0] * nphases
+        self.v_ok = False
+
+
+class BurstMeter:
+    def __init__(self, channels, phases, voltage_inputs, skew_us=None):
+        self.channels = tuple(channels)
+        self.nch = len(channels)
+        self.nphases = phases
+        self.derived = voltage_inputs == 1
+        self.skew_us = skew_us            # per channel; None = evenly spread over the set
+        self.v_index = [self.channels.index("v%d" % (p + 1 if not self.derived else 1))
+                        for p in range(phases)]
+        self.i_index = [self.channels.index("i%d" % (p + 1)) for p in range(phases)]
+        self.ct_lag_deg = [0.0] * phases
+        n = self.nch
+        self.bias = array("i", [2048] * n)
+        self.bias_f = [2048.0] * n
+        self.geo = array("i", [0] * accum.GEOMETRY_WORDS)
+        self.pairs = array("i", [0] * (3 * phases))
+        self.sums = array("i", [0] * accum.sums_words(n, phases))
+        self.part = array("i", [0] * accum.partial_words(n, phases))
+        self.cross = array("i", [0] * MAX_CROSSINGS)
+        self.freq_hz = None
+
+    def _skew(self, c, set_us):
+        if self.skew_us is not None:
+            return self.skew_us[c]
+        return c * set_us / self.nch
+
+    def _crossing_time(self, buf, n, level):
+        """Fractional set index where V1 crossed `level` between sets n-1 and n."""
+        v = self.v_index[0]
+        a = buf[(n - 1) * self.nch + v]
+        b = buf[n * self.nch + v]
+        return n - 1 + (level - a) / (b - a) if b != a else float(n)
+
+    def process(self, buf, nsets, duration_us):
+        """Measure one burst; returns a BurstResult (v_ok False when there is no usable voltage)."""
+        res = BurstResult(self.nphases)
+        set_us = duration_us / nsets
+        nch = self.nch
+        v1 = self.v_index[0]
+        # Margins for the voltage delays: the CT lag calibration either way, and before the span
+        # 2/3 of a cycle more for a derived L3.
+        margin = int(MAX_CT_LAG_DEG / 360.0 * 1e6 / F_MIN_HZ / set_us) + 2
+        preroll = margin + (int((2.0 / 3.0) * 1e6 / F_MIN_HZ / set_us) + 1 if self.derived else 0)
+        level = self.bias[v1]
+        count = accum.rising_crossings(buf, nch, v1, preroll, nsets - margin, level, CROSS_HYST,
+                                       self.cross, MAX_CROSSINGS)
+        count = min(count, MAX_CROSSINGS)
+        if count >= 2:
+            first = self.cross[0]
+            end = self.cross[count - 1]
+            t0 = self._crossing_time(buf, first, self.bias_f[v1])
+            t1 = self._crossing_time(buf, end, self.bias_f[v1])
+            freq = (count - 1) * 1e6 / ((t1 - t0) * set_us)
+            res.v_ok = F_MIN_HZ <= freq <= F_MAX_HZ
+        if res.v_ok:
+            res.freq_hz = freq
+            self.freq_hz = freq
+        else:
+            # No mains: measure the currents over the whole burst (RMS only, no power).
+            first, end = preroll, nsets - margin
+            freq = self.freq_hz or 50.0
+        w_set = 2 * math.pi * freq * set_us * 1e-6        # mains angle per sample set
+        self._set_pairs(freq, set_us)
+        self._accumulate(buf, first, end)
+        self._finish(res, end - first, w_set)
+        for p in range(self.nphases):
+            res.i_clipped[p] = accum.clipped(buf, nch, self.i_index[p], first, end)
+            res.v_clipped[p] = accum.clipped(buf, nch, self.v_index[p], first, end)
+        return res
+
+    def _set_pairs(self, freq, set_us):
+        self._frac = []
+        for p in range(self.nphases):
+            vc, ic = self.v_index[p], self.i_index[p]
+            # tau: how far back in time the voltage must be taken for this current sample (us).
+            tau = self.ct_lag_deg[p] / 360.0 / freq * 1e6
+            if self.derived:
+                tau += p / 3.0 / freq * 1e6
+            skew = self._skew(ic, set_us) - self._skew(vc, set_us)
+            d = math.floor((tau - skew) / set_us)
+            self.pairs[3 * p] = vc
+            self.pairs[3 * p + 1] = ic
+            self.pairs[3 * p + 2] = d + accum.DELAY_OFFSET
+            self._frac.append((d * set_us + skew - tau) / set_us)   # in (-1, 0]
+
+    def _accumulate(self, buf, first, end):
+        g = self.geo
+        g[accum.G_NCH] = self.nch
+        g[accum.G_FIRST] = first
+        g[accum.G_END] = end
+        g[accum.G_NPAIRS] = self.nphases
+        g[accum.G_CHUNK] = accum.CHUNK_SETS
+        sums = self.sums
+        for k in range(len(sums)):
+            sums[k] = 0
+        accum.accumulate(buf, g, self.bias, self.pairs, sums, self.part)
+
+    def _finish(self, res, n, w_set):
+        res.sets = n
+        nch = self.nch
+        mean = [0.0] * nch
+        var = [0.0] * nch
+        noise = [0.0] * nch
+        cos_w = math.cos(w_set)
+        for c in range(nch):
+            s, s2, sd2 = accum.channel_sums(self.sums, c, n)
+            s /= n
+            s2 /= n
+            sd2 /= n
+            mean[c] = s
+            var[c] = max(0.0, s2 - s * s)
+            # White noise adds 2 sigma^2 to the mean squared difference; a sine adds 2(1-cos wT) var.
+            noise[c] = max(0.0, (sd2 - 2 * (1 - cos_w) * var[c]) / (2 * cos_w))
+            self.bias_f[c] = self.bias[c] + s
+            self.bias[c] = min(4095, max(0, int(self.bias_f[c] + 0.5)))
+        sin_w = math.sin(w_set)
+        for p in range(self.nphases):
+            vc, ic = self.v_index[p], self.i_index[p]
+            cross = mean[vc] * mean[ic]
+            g0, g1 = accum.pair_sums(self.sums, nch, p, n)
+            g0 = g0 / n - cross
+            g1 = g1 / n - cross
+            a = w_set * self._frac[p]
+            if res.v_ok:
+                res.power[p] = (g0 * math.sin(w_set + a) - g1 * math.sin(a)) / sin_w
+                q = a - math.pi / 2        # the voltage a quarter cycle earlier: sin(phi) part
+                res.reactive[p] = (g0 * math.sin(w_set + q) - g1 * math.sin(q)) / sin_w
+            res.v_var[p] = var[vc] if res.v_ok else 0.0
+            res.i_var[p] = max(0.0, var[ic] - noise[ic])
