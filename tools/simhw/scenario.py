@@ -13,7 +13,9 @@ DEFAULT = {
     "lan": {"link": False},
     "button": {"pressed": False},
 }
-PHASE_DEFAULT = {"current_a": 0.0, "angle_deg": 0.0, "harmonics": {}, "reversed": False}
+# ct_lag_deg / ct_gain: the physical CT's phase and ratio errors (what calibration corrects).
+PHASE_DEFAULT = {"current_a": 0.0, "angle_deg": 0.0, "harmonics": {}, "reversed": False,
+                 "ct_lag_deg": 0.0, "ct_gain": 1.0}
 SENSORS = ("home", "public")
 MAX_HARMONIC = 50
 CHECK_EVERY_MS = 250
@@ -110,6 +112,10 @@ def normalize(raw):
         p["current_a"] = float(p["current_a"])
         p["angle_deg"] = float(p["angle_deg"])
         p["reversed"] = bool(p["reversed"])
+        p["ct_lag_deg"] = float(p["ct_lag_deg"])
+        p["ct_gain"] = float(p["ct_gain"])
+        if not (-30.0 <= p["ct_lag_deg"] <= 30.0 and 0.5 <= p["ct_gain"] <= 2.0):
+            raise ScenarioError("phases[%d]: ct_lag_deg -30..30, ct_gain 0.5..2" % i)
         p["on_phase"] = int(p.get("on_phase", i + 1))
         if not 1 <= p["on_phase"] <= 3:
             raise ScenarioError("phases[%d].on_phase: 1, 2 or 3" % i)

@@ -226,8 +226,11 @@ class SimAdc:
         else:
             p = data["phases"][int(ch[1]) - 1]
             rms = -p["current_a"] if p["reversed"] else p["current_a"]
+            rms *= p["ct_gain"]                      # the CT's ratio error
             scale = self._board.A_PER_COUNT[sensor]
-            shift = (p["on_phase"] - 1) * 2 * math.pi / 3 + math.radians(p["angle_deg"])
+            # The CT's own phase error delays its output a little behind the true current.
+            shift = ((p["on_phase"] - 1) * 2 * math.pi / 3 + math.radians(p["angle_deg"])
+                     + math.radians(p["ct_lag_deg"]))
             harmonics = p["harmonics"]
         amp = math.sqrt(2) * rms / scale * 256
         terms = [(1, amp)] + [(int(h), amp * harmonics[h]) for h in harmonics]
