@@ -47,9 +47,13 @@ class Window:
 
 
 class Metering:
-    def __init__(self, board, settings, skew_us=None):
+    """skew_us / scale: per channel name, from a capture's header (tools/replay); by default the
+    channels are read evenly spaced and scaled by the board's V_PER_COUNT / A_PER_COUNT."""
+
+    def __init__(self, board, settings, skew_us=None, scale=None):
         self.board = board
         self.skew_us = skew_us
+        self.scale = scale
         self.energy = [energy.PhaseEnergy() for _ in range(3)]   # all three, whatever is wired
         self.configure(settings)
 
@@ -68,7 +72,11 @@ class Metering:
         self.burst.ct_lag_deg = list(cal["i_phase_deg"][:self.nphases])
         sensor = settings["sensor"]
         self.rated_a = RATED_A[sensor]
-        self.a_per_count = self.board.A_PER_COUNT[sensor]
+        per = self.scale or {}
+        v_names = ["v1" if self.derived else "v%d" % (p + 1) for p in range(self.nphases)]
+        self.v_per_count = [per.get(v, self.board.V_PER_COUNT) for v in v_names]
+        self.a_per_count = [per.get("i%d" % (p + 1), self.board.A_PER_COUNT[sensor])
+                            for p in range(self.nphases)]
         self.diag = [PhaseDiagnostics() for _ in range(self.nphases)]
         self.window = Window(self.nphases)
 
@@ -91,14 +99,14 @@ class Metering:
             n = w.sets or 1
             vgain = cal["v_gain"][0 if self.derived else p]
             igain = cal["i_gain"][p]
-            v = math.sqrt(w.v_var[p] / n) * self.board.V_PER_COUNT * vgain if v_ok else 0.0
+            v = math.sqrt(w.v_var[p] / n) * self.v_per_count[p] * vgain if v_ok else 0.0
             i_counts = math.sqrt(w.i_var[p] / n)
-            scale_p = self.board.V_PER_COUNT * self.a_per_count * vgain * igain
+            scale_p = self.v_per_count[p] * self.a_per_count[p] * vgain * igain
             sign = -1.0 if s["invert"][p] else 1.0
             if i_counts < ZERO_CURRENT_COUNTS:
                 i = pw = q = 0.0            # no phantom current: noise reads as nothing
             else:
-                i = i_counts * self.a_per_count * igain
+                i = i_counts * self.a_per_count[p] * igain
                 pw = sign * w.power[p] / n * scale_p if v_ok else 0.0
                 q = sign * w.reactive[p] / n * scale_p if v_ok else 0.0
             va = v * i
