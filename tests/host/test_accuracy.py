@@ -38,8 +38,9 @@ def capture_and_replay(tmp_path, name, sensor, freq, volts, phases, seed, second
     scen = tmp_path / (name + ".json")
     scen.write_text(json.dumps(scenario))
     cap = tmp_path / (name + ".txt")
-    out = subprocess.run([os.path.join(ROOT, "tools", "sim"), "--capture", str(cap), "--seconds", str(seconds),
-                          "--scenario", str(scen), "--seed", str(seed)], capture_output=True, text=True)
+    out = subprocess.run([os.path.join(ROOT, "tools", "sim"), "--capture", str(cap), "--seconds",
+                          str(seconds), "--scenario", str(scen), "--seed", str(seed)],
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     config = tmp_path / (name + ".config.json")
     config.write_text(json.dumps({"sensor": sensor, "voltage_inputs": 3,
@@ -69,8 +70,8 @@ def replays(tmp_path_factory):
         low = case([0.02, 0.05, 0.10], [0.0, 60.0, -60.0], sensor)
         for name, phases in (("high", high), ("low", low)):
             tag = "%s-%d-%s" % (sensor, freq, name)
-            out[(sensor, freq, name)] = (volts, phases,
-                                         capture_and_replay(tmp, tag, sensor, freq, volts, phases, seed=k + 7))
+            windows = capture_and_replay(tmp, tag, sensor, freq, volts, phases, seed=k + 7)
+            out[(sensor, freq, name)] = (volts, phases, windows)
     return out
 
 
