@@ -3,16 +3,30 @@
 import asyncio
 import gc
 import time
+from array import array
 
 import boardcfg
 import identity
 import log
+from metering import Metering
 from settings import Settings
 from version import VERSION
 
 WATCHDOG_MS = 30000          # hardware watchdog: reset when the tasks below stop making progress
 HEARTBEAT_STALE_MS = 10000   # a task silent for this long counts as hung
-BURST_MS = 200               # one sampling burst: ten 50 Hz cycles
+BURST_MS = 240               # one sampling burst: 12 cycles at 50 Hz, 10 whole ones after the pre-roll
+GAP_MS = 30                  # between bursts the network runs; sampling never waits for it longer
+MIN_BURST_MS = 80            # 4 cycles: a shorter burst has too few whole cycles to be worth it
+UNIX_2000 = 946684800        # seconds from 1970 to 2000 (the ESP32's time() epoch)
+CLOCK_SET_AFTER = 1700000000  # a Unix time before this means the clock was never set
+
+
+def unix_time():
+    """Unix UTC seconds, or None while the clock is not set (no NTP yet)."""
+    t = time.time()
+    if time.gmtime(0)[0] == 2000:
+        t += UNIX_2000
+    return int(t) if t >= CLOCK_SET_AFTER else None
 
 
 class Device:
@@ -32,6 +46,9 @@ class Device:
         self.settings.load()
         self.heartbeats = {}
         self.stopping = False
+        self.readings = None          # the latest readings message (SPEC 4)
+        self.readings_event = asyncio.Event()
+        self.boot_ms = time.ticks_ms()
 
     def beat(self, task):
         self.heartbeats[task] = time.ticks_ms()
@@ -44,19 +61,67 @@ class Device:
         return True
 
 
-async def sampling_task(dev):
-    # Placeholder until the metering engine: keeps the ADC busy in bursts like the real sampler.
-    channels = ("v1", "i1", "i2", "i3")
-    adc = dev.hal.adc(channels)
-    nsets = BURST_MS * 1000 // (len(channels) * adc.read_us)
-    import array
-    buf = array.array("H", bytes(2 * nsets * len(channels)))
-    dev.sets_read = 0
+class Sampler:
+    """The ADC, its burst buffer and the meter, rebuilt when settings change the channel layout."""
+
+    def __init__(self, dev, settings):
+        self.meter = Metering(dev.board, settings)
+        self.hal = dev.hal
+        self._open()
+
+    def _open(self):
+        self.adc = self.hal.adc(self.meter.channels)
+        self.set_us = len(self.meter.channels) * self.adc.read_us
+        self.max_sets = BURST_MS * 1000 // self.set_us
+        self.buf = array("H", bytes(2 * self.max_sets * len(self.meter.channels)))
+
+    def reconfigure(self, settings):
+        self.meter.configure(settings)
+        if self.meter.channels != self.adc.channels:
+            self._open()
+
+    def burst(self, ms):
+        nsets = min(self.max_sets, ms * 1000 // self.set_us)
+        self.meter.add_burst(self.buf, nsets, self.adc.read_burst(self.buf, nsets))
+
+
+async def metering_task(dev):
+    """Sample in bursts, close a readings window every interval_s, keep the energy counting."""
+    settings = dev.settings.current
+    sampler = Sampler(dev, settings)
+    dev.meter = sampler.meter
+    seq = 0
+    last_close = time.ticks_ms()
+    next_close = time.ticks_add(last_close, int(settings["interval_s"] * 1000))
     while not dev.stopping:
-        adc.read_burst(buf, nsets)
-        dev.sets_read += nsets
-        dev.beat("sampling")
-        await asyncio.sleep_ms(20)
+        dev.beat("metering")
+        now = time.ticks_ms()
+        left = time.ticks_diff(next_close, now)
+        if left > MIN_BURST_MS:
+            # The window's last burst shrinks to end on time: readings keep their cadence.
+            sampler.burst(min(BURST_MS, left))
+            await asyncio.sleep_ms(GAP_MS)
+            continue
+        if left > 0:
+            await asyncio.sleep_ms(left)
+            now = time.ticks_ms()
+        # The window's energy covers all the time since the last close: none is lost in gaps.
+        readings = sampler.meter.close_window(time.ticks_diff(now, last_close) / 1000)
+        last_close = now
+        interval_ms = int(settings["interval_s"] * 1000)
+        next_close = time.ticks_add(next_close, interval_ms)
+        if time.ticks_diff(next_close, now) <= 0:       # fell behind (a long stall): start afresh
+            next_close = time.ticks_add(now, interval_ms)
+        seq += 1
+        readings["seq"] = seq
+        readings["uptime_s"] = round(time.ticks_diff(now, dev.boot_ms) / 1000, 3)
+        readings["time"] = unix_time()
+        readings["interval_s"] = settings["interval_s"]
+        dev.readings = readings
+        dev.readings_event.set()
+        if dev.settings.current is not settings:
+            settings = dev.settings.current
+            sampler.reconfigure(settings)
 
 
 async def watchdog_task(dev):
@@ -69,21 +134,25 @@ async def watchdog_task(dev):
 
 
 async def status_task(dev):
-    last = 0
+    # A short line every 10 s on the console: what the meter sees, and the heap.
     while True:
         await asyncio.sleep_ms(10000)
         gc.collect()
-        sets = getattr(dev, "sets_read", 0)
-        log.info("app", "sampling %d sets/s, free heap %d" % ((sets - last) // 10, gc.mem_free()))
-        last = sets
+        r = dev.readings
+        if r:
+            parts = ["L%d %.1fV %.2fA %.0fW%s" % (p["l"], p["voltage_v"], p["current_a"], p["power_w"],
+                                                 " [" + ",".join(p["flags"]) + "]" if p["flags"] else "")
+                     for p in r["phases"]]
+            log.info("meter", "#%d %s Hz  %s" % (r["seq"], r["freq_hz"], "  ".join(parts)))
+        log.info("app", "free heap %d" % gc.mem_free())
 
 
 async def run(dev):
     log.info("app", "Amp Guard firmware %s on board %s, serial %s" % (VERSION, dev.board.NAME, dev.serial))
-    dev.beat("sampling")
+    dev.beat("metering")
     asyncio.create_task(watchdog_task(dev))
     asyncio.create_task(status_task(dev))
-    await sampling_task(dev)
+    await metering_task(dev)
 
 
 def shutdown(dev):
