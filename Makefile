@@ -28,6 +28,7 @@ test: check
 
 # make deploy PORT=/dev/ttyUSB0 BOARD=olimex_esp32_poe
 deploy: setup
+	@test -n "$(BOARD)" -a -n "$(PORT)" || { echo "usage: make deploy BOARD=olimex_esp32_poe PORT=/dev/ttyUSB0"; exit 2; }
 	$(PY) tools/deploy.py --board $(BOARD) --port $(PORT)
 
 clean:

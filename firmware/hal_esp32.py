@@ -1,90 +1,98 @@
-# The hardware layer of a real ESP32 board (contract: docs/design.md). The only firmware module that
-# imports `machine` and `network`; tools/simhw/hal_sim.py is its simulated twin.
+# The hardware layer of a real ESP32 board (contract: docs/design.md), for MicroPython >= 1.22.
+# The only firmware module that imports `machine` and `network`; never imported on the host, where
+# tools/simhw/hal_sim.py is its simulated twin.
 import time
 
+import adc_burst
+import log
 import machine
-import micropython
 import network
 
 AP_IP = "192.168.251.1"
-NO_IP_AFTER_MS = 15000   # see WifiStation.status()
+AP_NETMASK = "255.255.255.0"
+JOIN_RETRIES = 3            # reconnects of one join before the ESP32 gives up and says why
+NO_IP_AFTER_MS = 15000      # associated this long without a DHCP lease: "no_ip"
+STALE_FAILURE_MS = 10000    # see WifiStation.connect()
+PHY_POWER_UP_MS = 100       # the PHY (and the WT32-ETH01's 50 MHz oscillator) settle after power-on
+READ_US_TOLERANCE = 0.5     # warn when the measured ADC read time is this far off the board's nominal
 
-
-@micropython.viper
-def _read_sets(out: ptr16, nsets: int, readers, nch: int) -> int:
-    # Tight loop: one ADC read per channel per set, no allocation (readers are bound methods
-    # returning small ints). Returns the burst's duration in us.
-    start = int(time.ticks_us())
-    i = 0
-    n = 0
-    while n < nsets:
-        c = 0
-        while c < nch:
-            out[i] = int(readers[c]())
-            i += 1
-            c += 1
-        n += 1
-    return int(time.ticks_diff(time.ticks_us(), start))
+# ESP-IDF disconnect reasons that WLAN.status() reports (network.STAT_WRONG_PASSWORD = 202,
+# STAT_NO_AP_FOUND = 201, ...; others only once a join has used up its retries).
+_FAILURES = {
+    15: "wrong_password",    # 4-way handshake timeout: the usual WPA2 answer to a wrong passphrase
+    202: "wrong_password",   # auth fail (MicroPython also reports 205, connection fail, as 202)
+    204: "wrong_password",   # handshake timeout
+    200: "no_ap_found",      # beacon timeout
+    201: "no_ap_found",
+    203: "no_ap_found",      # association failed
+    210: "no_ap_found",      # no AP with compatible security / within authmode / rssi threshold
+    211: "no_ap_found",
+    212: "no_ap_found",
+}
 
 
 class Adc:
+    """ADC1 inputs at 11 dB (~3.1 V full scale), raw 12-bit codes."""
+
     def __init__(self, board, channels):
         self.channels = tuple(channels)
-        self.read_us = board.ADC_READ_US
         adcs = []
         for ch in self.channels:
             adc = machine.ADC(machine.Pin(board.ADC_PINS[ch]))
             adc.atten(machine.ADC.ATTN_11DB)
             adc.width(machine.ADC.WIDTH_12BIT)
             adcs.append(adc)
-        self._adcs = adcs                       # keep the objects alive
-        self._readers = [a.read for a in adcs]  # raw 12-bit codes, fetched once
+        self._adcs = adcs                       # keep the ADC objects alive
+        self._readers = [a.read for a in adcs]  # bound once: the viper loop only calls them
+        # The channel skew is what one read really takes (driver + call), not the nominal value.
+        self.read_us = adc_burst.time_per_read(self._readers) or board.ADC_READ_US
+        if abs(self.read_us - board.ADC_READ_US) > READ_US_TOLERANCE * board.ADC_READ_US:
+            log.warn("hal", "ADC read takes %d us, board says %d us" % (self.read_us, board.ADC_READ_US))
 
     def read_burst(self, buf, nsets):
         """Fill buf with nsets interleaved sample sets; returns the burst's duration in us."""
-        return _read_sets(buf, nsets, self._readers, len(self._readers))
-
-
-_WLAN_STATES = {}
-
-
-def _wlan_states():
-    # network.STAT_* differ between ports and versions: look up the ones this build has.
-    if not _WLAN_STATES:
-        for const_name, state in (("STAT_IDLE", "idle"), ("STAT_CONNECTING", "connecting"),
-                                  ("STAT_GOT_IP", "got_ip"), ("STAT_WRONG_PASSWORD", "wrong_password"),
-                                  ("STAT_HANDSHAKE_TIMEOUT", "wrong_password"),
-                                  ("STAT_NO_AP_FOUND", "no_ap_found"),
-                                  ("STAT_BEACON_TIMEOUT", "no_ap_found"),
-                                  ("STAT_ASSOC_FAIL", "no_ap_found")):
-            value = getattr(network, const_name, None)
-            if value is not None:
-                _WLAN_STATES[value] = state
-    return _WLAN_STATES
+        return adc_burst.read_burst(buf, nsets, self._readers)
 
 
 class WifiStation:
     def __init__(self):
         self._wlan = network.WLAN(network.STA_IF)
-        self._since = None
+        self._since = None      # ticks_ms of the current join, None when not joining
+        self._joined = False
+        self._stale = None
 
     def active(self, on=None):
         if on is None:
             return self._wlan.active()
+        if not on:
+            self._since = None
         self._wlan.active(on)
         return on
 
     def scan(self):
+        """[(ssid, rssi, secure, channel)]; blocks for the scan (about 2 s)."""
         out = []
-        for ssid, _bssid, channel, rssi, authmode, _hidden in self._wlan.scan():
+        for ssid, _bssid, channel, rssi, security, _hidden in self._wlan.scan():
             try:
                 name = ssid.decode()
             except UnicodeError:
-                continue
-            out.append((name, rssi, authmode != 0, channel))
+                continue        # cannot be typed into the portal anyway
+            if name:            # hidden networks answer with an empty name
+                out.append((name, rssi, security != 0, channel))
         return out
 
     def connect(self, ssid, password):
+        if self._since is not None:
+            self.disconnect()
+        # The ESP32 keeps the last failure reason until a new event replaces it: right after a retry
+        # with corrected credentials it would still read "wrong password". Trust that same code
+        # again only after STALE_FAILURE_MS (a real repeat failure is then still reported).
+        raw = self._wlan.status()
+        self._stale = raw if raw in _FAILURES else None
+        # Few retries while joining, so a failure shows up as its reason instead of endless
+        # "connecting"; status() lifts the limit once joined.
+        self._wlan.config(reconnects=JOIN_RETRIES)
+        self._joined = False
         self._wlan.connect(ssid, password or "")
         self._since = time.ticks_ms()
 
@@ -96,17 +104,30 @@ class WifiStation:
             pass
 
     def status(self):
-        state = _wlan_states().get(self._wlan.status(), "connecting")
-        if state == "got_ip" and self._wlan.ifconfig()[0] == "0.0.0.0":
-            state = "connecting"
-        if state == "connecting" and self._since is not None:
-            # The ESP32 reports a wrong password or a missing AP within seconds but shows a join
-            # that got no DHCP lease only as "still connecting": past this long, that is what it is.
-            if time.ticks_diff(time.ticks_ms(), self._since) > NO_IP_AFTER_MS:
-                return "no_ip"
-        if self._since is None and state == "connecting":
+        if self._since is None:
             return "idle"
-        return state
+        raw = self._wlan.status()
+        if raw == network.STAT_GOT_IP:
+            if not self._joined:
+                self._joined = True
+                self._stale = None
+                self._wlan.config(reconnects=-1)    # joined: rejoin by itself after an outage
+            return "got_ip"
+        elapsed = time.ticks_diff(time.ticks_ms(), self._since)
+        failure = _FAILURES.get(raw)
+        if failure and not (raw == self._stale and elapsed < STALE_FAILURE_MS):
+            return failure
+        # Associated but no lease shows only as "still connecting": past a while, that is what it is.
+        if elapsed > NO_IP_AFTER_MS and self._associated():
+            return "no_ip"
+        return "connecting"
+
+    def _associated(self):
+        try:
+            self._wlan.status("rssi")   # the driver has AP info only while associated
+            return True
+        except OSError:
+            return False
 
     def ip(self):
         return self._wlan.ifconfig()[0] if self._wlan.isconnected() else None
@@ -114,7 +135,7 @@ class WifiStation:
     def rssi(self):
         try:
             return self._wlan.status("rssi") if self._wlan.isconnected() else None
-        except (OSError, ValueError):
+        except OSError:
             return None
 
 
@@ -125,8 +146,10 @@ class AccessPoint:
     def start(self, essid, password):
         ap = self._ap
         ap.active(True)
-        ap.config(essid=essid, password=password, authmode=network.AUTH_WPA2_PSK)
-        ap.ifconfig((AP_IP, "255.255.255.0", AP_IP, AP_IP))   # DHCP for clients is built in
+        ap.config(ssid=essid, key=password, security=network.AUTH_WPA2_PSK)
+        # Setting the address restarts the ESP32's built-in DHCP server on the new subnet; it
+        # offers the AP's own address as DNS server, where the portal's DNS answers.
+        ap.ifconfig((AP_IP, AP_NETMASK, AP_IP, AP_IP))
 
     def stop(self):
         self._ap.active(False)
@@ -139,28 +162,41 @@ class AccessPoint:
 
 
 class Lan:
+    """LAN8720 on the ESP32's EMAC, configured from the board's LAN dict."""
+
     def __init__(self, cfg):
-        clock = cfg.get("clock", "GPIO0_IN")
-        pin_no = int(clock[4:].split("_")[0])
-        mode = machine.Pin.OUT if clock.endswith("_OUT") else machine.Pin.IN
-        power = cfg.get("power")
+        clock = cfg["clock"]                                    # e.g. "GPIO17_OUT"
+        clock_pin = int(clock[4:clock.index("_")])
+        clock_mode = machine.Pin.IN if clock.endswith("_IN") else machine.Pin.OUT
+        power = cfg["power"]
+        if power is not None:
+            # The EMAC needs the PHY's clock while it starts; MicroPython 1.22 only pulses this pin
+            # as a PHY reset (1.23+ switches it on itself), so switch the PHY on first.
+            machine.Pin(power, machine.Pin.OUT, value=1)
+            time.sleep_ms(PHY_POWER_UP_MS)
         self._lan = network.LAN(mdc=machine.Pin(cfg["mdc"]), mdio=machine.Pin(cfg["mdio"]),
                                 power=machine.Pin(power) if power is not None else None,
-                                phy_addr=cfg["phy_addr"], phy_type=network.PHY_LAN8720,
-                                ref_clk=machine.Pin(pin_no), ref_clk_mode=mode)
+                                phy_type=network.PHY_LAN8720, phy_addr=cfg["phy_addr"],
+                                ref_clk=machine.Pin(clock_pin), ref_clk_mode=clock_mode)
 
     def active(self, on=None):
         if on is None:
             return self._lan.active()
-        self._lan.active(on)
+        try:
+            self._lan.active(on)
+        except OSError as e:            # PHY not answering: the device carries on with Wi-Fi
+            log.error("hal", "LAN %s failed: %s" % ("start" if on else "stop", e))
+            return False
         return on
 
     def link(self):
         return self._lan.status() in (network.ETH_CONNECTED, network.ETH_GOT_IP)
 
     def ip(self):
+        if not self._lan.isconnected():     # active, link up and a DHCP lease
+            return None
         addr = self._lan.ifconfig()[0]
-        return addr if self._lan.isconnected() and addr != "0.0.0.0" else None
+        return addr if addr != "0.0.0.0" else None
 
 
 class Hal:
@@ -169,11 +205,16 @@ class Hal:
         self.flash_dir = "/"
         self.wifi = WifiStation()
         self.ap = AccessPoint()
-        self.lan = Lan(board.LAN) if board.LAN else None
+        self.lan = None
+        if board.LAN is not None:
+            try:
+                self.lan = Lan(board.LAN)
+            except (OSError, ValueError) as e:  # a missing or dead PHY must not stop the meter
+                log.error("hal", "LAN unavailable, Wi-Fi only: %s" % e)
         pin = board.BUTTON_PIN
         if pin is None:
             self._button = None
-        elif pin >= 34:   # input-only pins have no internal pull-up: the board provides one
+        elif pin >= 34:     # input-only pins have no internal pull-up: the board provides one
             self._button = machine.Pin(pin, machine.Pin.IN)
         else:
             self._button = machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP)
@@ -186,6 +227,7 @@ class Hal:
         return self._button is not None and self._button.value() == 0
 
     def wdt_start(self, timeout_ms):
+        # Cannot be stopped once started (tools/deploy.py lengthens it for the copy, then resets).
         self._wdt = machine.WDT(timeout=timeout_ms)
 
     def wdt_feed(self):
@@ -196,7 +238,7 @@ class Hal:
         machine.reset()
 
     def portal_address(self):
-        return AP_IP, 80     # only on the access point's interface
+        return AP_IP, 80    # bound to the access point's address only
 
     def dns_address(self):
         return AP_IP, 53
