@@ -26,6 +26,10 @@ check: setup
 test: check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Not part of make test: the engine against a plain float implementation, heap per sample and window.
+bench: setup
+	$(VENV)/bin/micropython tools/bench/bench_engine.py
+
 # make deploy PORT=/dev/ttyUSB0 BOARD=olimex_esp32_poe
 deploy: setup
 	@test -n "$(BOARD)" -a -n "$(PORT)" || { echo "usage: make deploy BOARD=olimex_esp32_poe PORT=/dev/ttyUSB0"; exit 2; }
