@@ -141,13 +141,20 @@ def rising_crossings(buf: ptr16, nch: int, ch: int, first: int, end: int, level:
 
 
 @micropython.viper
-def clipped(buf: ptr16, nch: int, ch: int, first: int, end: int) -> int:
-    """How many codes of channel ch in [first, end) sit on a rail (0 or 4095): the ADC clipped."""
-    count = 0
-    n = first
-    while n < end:
-        x = int(buf[n * nch + ch])
+def clip_counts(buf: ptr16, nch: int, first: int, end: int, counts: ptr32):
+    """counts[c] = codes of channel c in [first, end) on a rail (0 or 4095): the ADC clipped."""
+    c = 0
+    while c < nch:
+        counts[c] = 0
+        c += 1
+    i = first * nch
+    stop = end * nch
+    c = 0
+    while i < stop:
+        x = int(buf[i])
         if x <= 0 or x >= 4095:
-            count += 1
-        n += 1
-    return count
+            counts[c] += 1
+        i += 1
+        c += 1
+        if c == nch:
+            c = 0

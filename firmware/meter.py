@@ -64,6 +64,10 @@ class BurstMeter:
         self.sums = array("i", [0] * accum.sums_words(n, phases))
         self.part = array("i", [0] * accum.partial_words(n, phases))
         self.cross = array("i", [0] * MAX_CROSSINGS)
+        self.clips = array("i", [0] * n)
+        self._mean = [0.0] * n
+        self._var = [0.0] * n
+        self._msd = [0.0] * n         # mean squared first difference
         self.freq_hz = None
 
     def _skew(self, c, set_us):
@@ -110,13 +114,20 @@ class BurstMeter:
         self._set_pairs(freq, set_us)
         self._accumulate(buf, first, end)
         self._finish(res, end - first, w_set)
+        accum.clip_counts(buf, nch, first, end, self.clips)
         for p in range(self.nphases):
-            res.i_clipped[p] = accum.clipped(buf, nch, self.i_index[p], first, end)
-            res.v_clipped[p] = accum.clipped(buf, nch, self.v_index[p], first, end)
+            res.i_clipped[p] = self.clips[self.i_index[p]]
+            res.v_clipped[p] = self.clips[self.v_index[p]]
         return res
 
     def _set_pairs(self, freq, set_us):
+        """Delays and interpolation weights of every phase for this burst's frequency and set period.
+
+        Power = g0 * c0 + g1 * c1 and its quarter-cycle twin = g0 * q0 + g1 * q1 (see the top)."""
+        w = 2 * math.pi * freq * set_us * 1e-6
+        sin_w = math.sin(w)
         self._frac = []
+        self._coef = []
         for p in range(self.nphases):
             vc, ic = self.v_index[p], self.i_index[p]
             # tau: how far back in time the voltage must be taken for this current sample (us).
@@ -128,7 +139,12 @@ class BurstMeter:
             self.pairs[3 * p] = vc
             self.pairs[3 * p + 1] = ic
             self.pairs[3 * p + 2] = d + accum.DELAY_OFFSET
-            self._frac.append((d * set_us + skew - tau) / set_us)   # in (-1, 0]
+            frac = (d * set_us + skew - tau) / set_us          # in (-1, 0]
+            self._frac.append(frac)
+            a = w * frac
+            q = a - math.pi / 2
+            self._coef.append((math.sin(w + a) / sin_w, -math.sin(a) / sin_w,
+                               math.sin(w + q) / sin_w, -math.sin(q) / sin_w))
 
     def _accumulate(self, buf, first, end):
         g = self.geo
@@ -144,11 +160,11 @@ class BurstMeter:
 
     def _finish(self, res, n, w_set):
         res.sets = n
-        nch = self.nch
-        mean = [0.0] * nch
-        var = [0.0] * nch
-        noise = [0.0] * nch
         cos_w = math.cos(w_set)
+        nch = self.nch
+        mean = self._mean
+        var = self._var
+        msd = self._msd
         for c in range(nch):
             s, s2, sd2 = accum.channel_sums(self.sums, c, n)
             s /= n
@@ -156,21 +172,20 @@ class BurstMeter:
             sd2 /= n
             mean[c] = s
             var[c] = max(0.0, s2 - s * s)
-            # White noise adds 2 sigma^2 to the mean squared difference; a sine adds 2(1-cos wT) var.
-            noise[c] = max(0.0, (sd2 - 2 * (1 - cos_w) * var[c]) / (2 * cos_w))
+            msd[c] = sd2
             self.bias_f[c] = self.bias[c] + s
             self.bias[c] = min(4095, max(0, int(self.bias_f[c] + 0.5)))
-        sin_w = math.sin(w_set)
         for p in range(self.nphases):
             vc, ic = self.v_index[p], self.i_index[p]
             cross = mean[vc] * mean[ic]
             g0, g1 = accum.pair_sums(self.sums, nch, p, n)
             g0 = g0 / n - cross
             g1 = g1 / n - cross
-            a = w_set * self._frac[p]
             if res.v_ok:
-                res.power[p] = (g0 * math.sin(w_set + a) - g1 * math.sin(a)) / sin_w
-                q = a - math.pi / 2        # the voltage a quarter cycle earlier: sin(phi) part
-                res.reactive[p] = (g0 * math.sin(w_set + q) - g1 * math.sin(q)) / sin_w
+                c0, c1, q0, q1 = self._coef[p]
+                res.power[p] = g0 * c0 + g1 * c1
+                res.reactive[p] = g0 * q0 + g1 * q1    # the voltage a quarter cycle earlier
             res.v_var[p] = var[vc] if res.v_ok else 0.0
-            res.i_var[p] = max(0.0, var[ic] - noise[ic])
+            # White noise adds 2 sigma^2 to the mean squared difference; a sine adds 2(1-cos wT) var.
+            noise = max(0.0, (msd[ic] - 2 * (1 - cos_w) * var[ic]) / (2 * cos_w))
+            res.i_var[p] = max(0.0, var[ic] - noise)

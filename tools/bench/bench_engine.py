@@ -330,6 +330,27 @@ def main(argv):
                   case.tag(), ratio, GOAL_RATIO, "met" if ratio >= GOAL_RATIO else "NOT met",
                   tp / 1000, tf / 1000))
         print("engine vs lean float (%s): %.1fx faster per sample set" % (case.tag(), tl / tp))
+    print("")
+    print("per-sample cost = the marginal cost of one more sample set (slope between the two burst")
+    print("sizes of a layout); the rest is a fixed cost per burst (crossings, float math, set-up):")
+    by_nch = {}
+    for case, t in rows:
+        by_nch.setdefault(case.nch, []).append((case, t))
+    for nch in sorted(by_nch):
+        pair = by_nch[nch]
+        if len(pair) < 2:
+            continue
+        (a, ta), (b, tb) = pair[0], pair[1]
+        dspan = a.span - b.span
+        if dspan == 0:
+            continue
+        slope = [(ta[k] - tb[k]) / dspan for k in range(4)]
+        fixed = tb[1] - slope[1] * b.span
+        ratio = slope[2] / slope[1]
+        print("per-sample (%d ch): engine %.3f us, float %.3f us (lean %.3f us): %.1fx faster"
+              " (goal %.0fx: %s; lean %.1fx); engine fixed cost %.0f us per burst" % (
+                  nch, slope[1], slope[2], slope[3], ratio, GOAL_RATIO,
+                  "met" if ratio >= GOAL_RATIO else "NOT met", slope[3] / slope[1], fixed))
     seen = []
     for case in cases:
         if case.nch in seen:
