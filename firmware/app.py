@@ -9,6 +9,7 @@ import boardcfg
 import identity
 import log
 from metering import Metering
+from netsup import NetworkSupervisor
 from settings import Settings
 from version import VERSION
 
@@ -44,11 +45,21 @@ class Device:
             self.serial, self.pin = None, None
         self.settings = Settings(self.flash_dir)
         self.settings.load()
+        self.net = NetworkSupervisor(self.hal, self.flash_dir, self.serial, self.pin)
         self.heartbeats = {}
         self.stopping = False
         self.readings = None          # the latest readings message (SPEC 4)
         self.readings_event = asyncio.Event()
         self.boot_ms = time.ticks_ms()
+
+    def uplink_state(self):
+        """disabled | connecting | connected (the MQTT uplink; SPEC 2 /api/status)."""
+        uplink = getattr(self, "uplink", None)
+        if uplink is not None:
+            return uplink.state
+        if self.settings.current["mqtt"]["host"] or self.hal.broker_override():
+            return "connecting"
+        return "disabled"
 
     def beat(self, task):
         self.heartbeats[task] = time.ticks_ms()
@@ -124,6 +135,16 @@ async def metering_task(dev):
             sampler.reconfigure(settings)
 
 
+async def network_task(dev):
+    while True:
+        try:
+            dev.net.tick()
+        except Exception as e:      # a network hiccup must never stop the device
+            log.error("net", "supervisor: %r" % e)
+        dev.beat("network")
+        await asyncio.sleep_ms(250)
+
+
 async def watchdog_task(dev):
     # Feed the hardware watchdog only while every task shows progress: a hung task resets the device.
     dev.hal.wdt_start(WATCHDOG_MS)
@@ -150,6 +171,8 @@ async def status_task(dev):
 async def run(dev):
     log.info("app", "Amp Guard firmware %s on board %s, serial %s" % (VERSION, dev.board.NAME, dev.serial))
     dev.beat("metering")
+    dev.beat("network")
+    asyncio.create_task(network_task(dev))
     asyncio.create_task(watchdog_task(dev))
     asyncio.create_task(status_task(dev))
     await metering_task(dev)
