@@ -225,9 +225,9 @@ class NetworkSupervisor:
             want = True
             self._portal_seen = now
         elif not online:
-            # Factory-new (nothing to join) at once; otherwise after a grace period offline.
-            nothing_to_try = self.creds is None and self.hal.lan is None
-            want = nothing_to_try or self.state == "unprovisioned" or self.state == "failed" or \
+            # Once up it stays up while offline: the installer's phone is on it, maybe mid-join.
+            # Factory-new (nothing to join) it comes up at once, otherwise after a grace period.
+            want = ap.active() or self.state in ("unprovisioned", "failed") or \
                 time.ticks_diff(now, self._offline_since) > OFFLINE_GRACE_MS
         else:
             want = ap.active() and time.ticks_diff(now, self._portal_seen) < AP_LINGER_MS

@@ -84,6 +84,18 @@ def test_wrong_password_fails_and_stores_nothing_then_the_right_one_connects_and
     assert w.stored() == {"ssid": "Home", "password": "secret123"}
 
 
+def test_the_access_point_stays_up_during_a_join_from_the_portal():
+    w = World()                      # a board with a LAN port, no cable
+    w.run(30)
+    assert w.hal.ap.active()
+    w.sup.join("Home", "secret123")
+    while w.sup.status()["state"] == "connecting":
+        w.run(20)
+        if w.sup.status()["state"] == "connecting":
+            assert w.hal.ap.active()   # the installer's phone must not be dropped mid-join
+    assert w.sup.status()["state"] == "connected"
+
+
 def test_missing_network_and_missing_dhcp_lease_are_named():
     w = World(with_lan=False)
     w.sup.join("Nowhere", "secret123")
