@@ -10,6 +10,7 @@ import identity
 import log
 from metering import Metering
 from netsup import NetworkSupervisor
+from portal import Portal
 from settings import Settings
 from version import VERSION
 
@@ -145,6 +146,29 @@ async def network_task(dev):
         await asyncio.sleep_ms(250)
 
 
+async def portal_task(dev):
+    """The portal's HTTP server, up while it may be used (on a device: while the access point is)."""
+    import httpd
+
+    host, port = dev.hal.portal_address()
+    portal = Portal(dev, host, port)
+    server = None
+    while True:
+        want = dev.hal.ap.active() or not dev.hal.portal_needs_ap
+        try:
+            if want and server is None:
+                server = await httpd.serve(host, port, portal.handle)
+                log.info("portal", "serving %s" % portal.base)
+            elif not want and server is not None:
+                server.close()
+                await server.wait_closed()
+                server = None
+                log.info("portal", "stopped")
+        except OSError as e:
+            log.warn("portal", "cannot serve on %s:%d: %s" % (host, port, e))
+        await asyncio.sleep_ms(1000)
+
+
 async def watchdog_task(dev):
     # Feed the hardware watchdog only while every task shows progress: a hung task resets the device.
     dev.hal.wdt_start(WATCHDOG_MS)
@@ -173,6 +197,7 @@ async def run(dev):
     dev.beat("metering")
     dev.beat("network")
     asyncio.create_task(network_task(dev))
+    asyncio.create_task(portal_task(dev))
     asyncio.create_task(watchdog_task(dev))
     asyncio.create_task(status_task(dev))
     await metering_task(dev)

@@ -200,6 +200,9 @@ class Lan:
 
 
 class Hal:
+    # the portal answers only on the access point: its address exists only while it is up
+    portal_needs_ap = True
+
     def __init__(self, board):
         self.board = board
         self.flash_dir = "/"

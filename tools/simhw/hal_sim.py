@@ -211,6 +211,9 @@ class Watchdog:
 
 
 class Hal:
+    # the simulator has no radio: its portal listens on --http all the time
+    portal_needs_ap = False
+
     def __init__(self, board):
         self.board = board
         self.flash_dir = _env("AMPGUARD_STATE", ".sim-state")

@@ -1,0 +1,120 @@
+# The captive portal's routes (SPEC 2) on the hardened HTTP core (httpd.py). Answers only for its own
+# address: every other Host, and the phones' captive-portal probes, are sent to the portal's base URL.
+import json
+
+import diagnostics
+import httpd
+import netsup
+import portal_page
+from version import VERSION
+
+PROBES = ("/generate_204", "/gen_204", "/hotspot-detect.html", "/library/test/success.html",
+          "/connecttest.txt", "/ncsi.txt", "/redirect", "/canonical.html", "/success.txt")
+STATE_WORDS = {"unprovisioned": "Not set up yet", "connecting": "Connecting", "connected": "Connected",
+               "failed": "Not connected"}
+ERROR_WORDS = {"wrong_password": "the network did not accept the password",
+               "no_ap_found": "the network was not found (is it 2.4 GHz and within reach?)",
+               "no_ip": "the network gave no address (DHCP)",
+               "timeout": "the network did not answer in time"}
+
+
+class Portal:
+    def __init__(self, dev, host, port):
+        self.dev = dev
+        self.hosts = (host, "%s:%d" % (host, port)) if port == 80 else ("%s:%d" % (host, port),)
+        self.base = "http://%s/" % self.hosts[-1]
+
+    # --- the JSON API -----------------------------------------------------------------------
+    def status(self):
+        st = self.dev.net.status()
+        st["uplink"] = self.dev.uplink_state()
+        st["serial"] = self.dev.serial
+        st["firmware"] = VERSION
+        return st
+
+    def readings(self):
+        r = self.dev.readings
+        if r is None:
+            return {"phases": None, "note": "no readings yet"}
+        out = dict(r)
+        phases = []
+        for p in r["phases"]:
+            q = dict(p)
+            q["advice"] = [diagnostics.ADVICE[f] for f in p["flags"] if f != "derived_voltage"]
+            phases.append(q)
+        out["phases"] = phases
+        return out
+
+    # --- requests ---------------------------------------------------------------------------
+    def handle(self, req):
+        self.dev.net.portal_used()
+        host = req.headers.get("host", "")
+        if host not in self.hosts or req.path in PROBES:
+            return httpd.redirect(self.base)
+        route = (req.method if req.method != "HEAD" else "GET", req.path)
+        if route == ("GET", "/"):
+            return httpd.Response(200, self.page())
+        if route == ("GET", "/api/status"):
+            return httpd.json_response(self.status())
+        if route == ("GET", "/api/scan"):
+            return httpd.json_response({"networks": self.dev.net.networks()})
+        if route == ("GET", "/api/readings"):
+            return httpd.json_response(self.readings())
+        if route == ("POST", "/connect"):
+            return self.connect(req)
+        return httpd.json_response({"error": "not found"}, 404)
+
+    def connect(self, req):
+        ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+        as_json = ctype == "application/json"
+        try:
+            data = httpd.parse_json_object(req.body) if as_json else httpd.parse_form(req.body)
+        except httpd.HttpError as e:
+            return self._refuse(as_json, "body", e.message)
+        # The form posts the picked network as ssid and a hidden network's name as hidden_ssid.
+        ssid = data.get("hidden_ssid") or data.get("ssid")
+        password = data.get("password", "")
+        try:
+            self.dev.net.join(ssid, password)
+        except netsup.CredentialError as e:
+            return self._refuse(as_json, e.field, e.message)
+        if as_json:
+            return httpd.json_response({"state": "connecting", "ssid": ssid}, 202)
+        return httpd.Response(200, self.page(following=True))
+
+    def _refuse(self, as_json, field, message):
+        if as_json:
+            return httpd.json_response({"error": message, "field": field}, 400)
+        esc = httpd.html_escape
+        note = '<p class="bad"><b>%s:</b> %s</p>' % (esc(field), esc(message))
+        return httpd.Response(400, self.page(note=note))
+
+    # --- the page -----------------------------------------------------------------------------
+    def page(self, following=False, note=""):
+        st = self.dev.net.status()
+        esc = httpd.html_escape
+        refresh = '<meta http-equiv="refresh" content="3;url=/">' if following else ""
+        parts = [portal_page.HEAD % (refresh, esc(self.dev.serial or "?"), esc(VERSION))]
+        line = STATE_WORDS.get(st["state"], st["state"])
+        if st["state"] == "connected":
+            line += " (%s%s, address %s)" % ("wired network" if st["network"] == "lan" else "Wi-Fi ",
+                                             "" if st["network"] == "lan" else esc(st["ssid"] or ""),
+                                             esc(st["ip"] or ""))
+        elif st["state"] == "connecting" and st["ssid"]:
+            line += " to %s" % esc(st["ssid"])
+        elif st["state"] == "failed":
+            line += ": %s. Please try again." % ERROR_WORDS.get(st["error"], "")
+        parts.append('<div class="card"><b>Status:</b> <span id="status">%s</span>%s</div>'
+                     % (line, note))
+        nets = []
+        for n in self.dev.net.networks():
+            name = esc(n["ssid"])
+            nets.append('<div class="net"><label><input type="radio" name="ssid" value="%s"> %s%s'
+                        '</label><span class="muted">%d dBm</span></div>'
+                        % (name, name, "" if n["secure"] else " (open)", n["rssi"]))
+        listing = "".join(nets) or '<p class="muted">No networks found.</p>'
+        parts.append(portal_page.FORM % (listing, ""))
+        parts.append(portal_page.LIVE)
+        parts.append(portal_page.SCRIPT % json.dumps(following or st["state"] == "connecting"))
+        parts.append(portal_page.TAIL)
+        return "".join(parts)
