@@ -169,6 +169,25 @@ async def portal_task(dev):
         await asyncio.sleep_ms(1000)
 
 
+async def dns_task(dev):
+    """The captive DNS server, up with the portal (on a device: while the access point is)."""
+    import dnsd
+
+    host, port = dev.hal.dns_address()
+    task = None
+    while True:
+        want = dev.hal.ap.active() or not dev.hal.portal_needs_ap
+        if task is not None and task.done():     # it could not bind (or ended): try again later
+            task = None
+        if want and task is None:
+            task = asyncio.create_task(dnsd.serve(host, port, dev.hal.ap.ip()))
+        elif not want and task is not None:
+            task.cancel()
+            task = None
+            log.info("dns", "stopped")
+        await asyncio.sleep_ms(1000)
+
+
 async def watchdog_task(dev):
     # Feed the hardware watchdog only while every task shows progress: a hung task resets the device.
     dev.hal.wdt_start(WATCHDOG_MS)
@@ -198,6 +217,7 @@ async def run(dev):
     dev.beat("network")
     asyncio.create_task(network_task(dev))
     asyncio.create_task(portal_task(dev))
+    asyncio.create_task(dns_task(dev))
     asyncio.create_task(watchdog_task(dev))
     asyncio.create_task(status_task(dev))
     await metering_task(dev)

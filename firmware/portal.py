@@ -22,7 +22,7 @@ class Portal:
     def __init__(self, dev, host, port):
         self.dev = dev
         self.hosts = (host, "%s:%d" % (host, port)) if port == 80 else ("%s:%d" % (host, port),)
-        self.base = "http://%s/" % self.hosts[-1]
+        self.base = "http://%s/" % self.hosts[0]     # no ":80" in the address phones are sent to
 
     # --- the JSON API -----------------------------------------------------------------------
     def status(self):
