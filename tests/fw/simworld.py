@@ -38,5 +38,5 @@ class MeterWorld:
         return [self.window() for _ in range(n)]
 
 
-def flags(readings, l):
-    return readings["phases"][l - 1]["flags"]
+def flags(readings, line):
+    return readings["phases"][line - 1]["flags"]

@@ -20,7 +20,7 @@ def test_a_correct_installation_raises_nothing_but_derived_voltage():
     assert flags(last, 1) == []
     assert flags(last, 2) == ["derived_voltage"] and flags(last, 3) == ["derived_voltage"]
     last = MeterWorld(dict(GOOD, mains={"voltage_v": [230, 231, 229]}), {"voltage_inputs": 3}).windows(4)[-1]
-    assert [flags(last, l) for l in (1, 2, 3)] == [[], [], []]
+    assert [flags(last, line) for line in (1, 2, 3)] == [[], [], []]
 
 
 def test_reversed_ct_is_flagged_after_three_windows_on_its_phase_only():
@@ -61,8 +61,8 @@ def test_current_beyond_the_sensor_range_is_overrange():
 
 def test_missing_mains_is_no_voltage_on_every_phase():
     last = MeterWorld(dict(GOOD, mains={"voltage_v": [0.0, 0.0, 0.0]})).windows(4)[-1]
-    for l in (1, 2, 3):
-        assert "no_voltage" in flags(last, l)
+    for line in (1, 2, 3):
+        assert "no_voltage" in flags(last, line)
     assert last["phases"][0]["voltage_v"] == 0.0 and last["phases"][0]["power_w"] == 0.0
 
 
