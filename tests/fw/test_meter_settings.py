@@ -31,8 +31,8 @@ def test_gain_calibration_corrects_a_ct_ratio_error():
 
 
 def test_public_sensor_scale_reads_large_currents():
-    world = {"mains": WORLD["mains"], "phases": [{"current_a": 300.0}, {"current_a": 50.0}, {"current_a": 0.0}],
-             "adc": {"sensor": "public"}}
+    big = [{"current_a": 300.0}, {"current_a": 50.0}, {"current_a": 0.0}]
+    world = {"mains": WORLD["mains"], "phases": big, "adc": {"sensor": "public"}}
     last = MeterWorld(world, {"sensor": "public"}).windows(3)[-1]
     assert close(last["phases"][0]["current_a"], 300.0, 0.005)
     assert close(last["phases"][1]["current_a"], 50.0, 0.005)
