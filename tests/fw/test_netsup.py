@@ -182,3 +182,26 @@ def test_a_broken_credentials_file_is_ignored():
     sup = netsup.NetworkSupervisor(w.hal, w.dir + "/", SERIAL, PIN)
     assert sup.status()["state"] == "unprovisioned"
     assert os.stat(w.dir + "/wifi.json")
+
+
+def test_a_device_offline_longer_than_the_grace_period_opens_its_access_point():
+    saved = (netsup.OFFLINE_GRACE_MS, netsup.AP_LINGER_MS)
+    netsup.OFFLINE_GRACE_MS, netsup.AP_LINGER_MS = 300, 100
+    try:
+        w = World(with_lan=False)
+        w.sup.join("Home", "secret123")
+        assert w.run(300)["state"] == "connected"
+        w.run(150)
+        assert not w.hal.ap.active()                  # online and the installer is done
+        nets = w.data["wifi"]["networks"]
+        w.data["wifi"]["networks"] = []               # the site's router dies
+        w.save()
+        w.run(150)
+        assert not w.hal.ap.active()                  # a short outage: no access point yet
+        w.run(400)
+        assert w.hal.ap.active()                      # offline past the grace period
+        w.data["wifi"]["networks"] = nets
+        w.save()
+        assert w.run(3500)["state"] == "connected"
+    finally:
+        netsup.OFFLINE_GRACE_MS, netsup.AP_LINGER_MS = saved
