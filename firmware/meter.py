@@ -38,6 +38,7 @@ class BurstResult:
         self.freq_hz = None
         self.v_var = [0.0] * nphases   # voltage variance (derived phases: V1's)
         self.i_var = [0.0] * nphases   # current variance, white ADC noise removed
+        self.i_noise = [0.0] * nphases  # the white noise variance that was removed
         self.power = [0.0] * nphases   # mean v*i, phase-compensated
         self.reactive = [0.0] * nphases  # the same with the voltage a quarter cycle back
         self.i_clipped = [0] * nphases   # codes on a rail: the CT is beyond the ADC's range
@@ -189,3 +190,4 @@ class BurstMeter:
             # White noise adds 2 sigma^2 to the mean squared difference; a sine adds 2(1-cos wT) var.
             noise = max(0.0, (msd[ic] - 2 * (1 - cos_w) * var[ic]) / (2 * cos_w))
             res.i_var[p] = max(0.0, var[ic] - noise)
+            res.i_noise[p] = noise

@@ -8,6 +8,9 @@ from meter import BurstMeter, channel_layout
 
 RATED_A = {"home": 100.0, "public": 400.0}
 ZERO_CURRENT_COUNTS = 1.0   # rms counts (after noise removal) below which the current is 0
+# ... or below this fraction of the noise's own rms: the noise estimate is itself noisy, and what it
+# leaves behind grows with the noise (at 5 LSB about 1 count).
+ZERO_CURRENT_NOISE = 0.4
 
 
 class Window:
@@ -17,6 +20,7 @@ class Window:
         self.sets = 0
         self.v_var = [0.0] * nphases
         self.i_var = [0.0] * nphases
+        self.i_noise = [0.0] * nphases
         self.power = [0.0] * nphases
         self.reactive = [0.0] * nphases
         self.i_clipped = [0] * nphases
@@ -35,6 +39,7 @@ class Window:
         for p in range(len(self.v_var)):
             self.v_var[p] += n * res.v_var[p]
             self.i_var[p] += n * res.i_var[p]
+            self.i_noise[p] += n * res.i_noise[p]
             self.power[p] += n * res.power[p]
             self.reactive[p] += n * res.reactive[p]
             self.i_clipped[p] += res.i_clipped[p]
@@ -50,11 +55,12 @@ class Metering:
     """skew_us / scale: per channel name, from a capture's header (tools/replay); by default the
     channels are read evenly spaced and scaled by the board's V_PER_COUNT / A_PER_COUNT."""
 
-    def __init__(self, board, settings, skew_us=None, scale=None):
+    def __init__(self, board, settings, skew_us=None, scale=None, counters=None):
         self.board = board
         self.skew_us = skew_us
         self.scale = scale
-        self.energy = [energy.PhaseEnergy() for _ in range(3)]   # all three, whatever is wired
+        # All three phases count, whatever is wired; `counters` are the ones restored from flash.
+        self.energy = counters or [energy.PhaseEnergy() for _ in range(3)]
         self.configure(settings)
 
     def configure(self, settings):
@@ -79,6 +85,7 @@ class Metering:
                             for p in range(self.nphases)]
         self.diag = [PhaseDiagnostics() for _ in range(self.nphases)]
         self.window = Window(self.nphases)
+        self.last_power = [0.0] * self.nphases
 
     def add_burst(self, buf, nsets, duration_us):
         res = self.burst.process(buf, nsets, duration_us)
@@ -103,7 +110,8 @@ class Metering:
             i_counts = math.sqrt(w.i_var[p] / n)
             scale_p = self.v_per_count[p] * self.a_per_count[p] * vgain * igain
             sign = -1.0 if s["invert"][p] else 1.0
-            if i_counts < ZERO_CURRENT_COUNTS:
+            gate = max(ZERO_CURRENT_COUNTS, ZERO_CURRENT_NOISE * math.sqrt(w.i_noise[p] / n))
+            if i_counts < gate:
                 i = pw = q = 0.0            # no phantom current: noise reads as nothing
             else:
                 i = i_counts * self.a_per_count[p] * igain
@@ -113,7 +121,10 @@ class Metering:
             if abs(pw) > va:                # rounding of a near-unity power factor
                 pw = math.copysign(va, pw)
             pf = pw / va if va > 0 else 0.0
-            self.energy[p].add(pw, elapsed_s)
+            if w.sets:
+                self.last_power[p] = pw
+            # A window without a burst (the last moment before a shutdown) counts at the last power.
+            self.energy[p].add(pw if w.sets else self.last_power[p], elapsed_s)
             flags = self.diag[p].update(v, i, pw, q, w.i_clipped[p] + w.v_clipped[p], self.rated_a,
                                         s["generation"], self.derived and p > 0, v_ok)
             e = self.energy[p]
