@@ -8,6 +8,7 @@ from array import array
 import boardcfg
 import identity
 import log
+from energy import EnergyStore
 from metering import Metering
 from netsup import NetworkSupervisor
 from portal import Portal
@@ -46,6 +47,8 @@ class Device:
             self.serial, self.pin = None, None
         self.settings = Settings(self.flash_dir)
         self.settings.load()
+        self.energy_store = EnergyStore(self.flash_dir)
+        self.meter = None
         self.net = NetworkSupervisor(self.hal, self.flash_dir, self.serial, self.pin)
         self.heartbeats = {}
         self.stopping = False
@@ -76,8 +79,8 @@ class Device:
 class Sampler:
     """The ADC, its burst buffer and the meter, rebuilt when settings change the channel layout."""
 
-    def __init__(self, dev, settings):
-        self.meter = Metering(dev.board, settings)
+    def __init__(self, dev, settings, counters):
+        self.meter = Metering(dev.board, settings, counters=counters)
         self.hal = dev.hal
         self._open()
 
@@ -100,10 +103,10 @@ class Sampler:
 async def metering_task(dev):
     """Sample in bursts, close a readings window every interval_s, keep the energy counting."""
     settings = dev.settings.current
-    sampler = Sampler(dev, settings)
+    sampler = Sampler(dev, settings, dev.energy_store.load())
     dev.meter = sampler.meter
     seq = 0
-    last_close = time.ticks_ms()
+    last_close = dev.last_close = time.ticks_ms()
     next_close = time.ticks_add(last_close, int(settings["interval_s"] * 1000))
     while not dev.stopping:
         dev.beat("metering")
@@ -119,7 +122,7 @@ async def metering_task(dev):
             now = time.ticks_ms()
         # The window's energy covers all the time since the last close: none is lost in gaps.
         readings = sampler.meter.close_window(time.ticks_diff(now, last_close) / 1000)
-        last_close = now
+        last_close = dev.last_close = now
         interval_ms = int(settings["interval_s"] * 1000)
         next_close = time.ticks_add(next_close, interval_ms)
         if time.ticks_diff(next_close, now) <= 0:       # fell behind (a long stall): start afresh
@@ -131,6 +134,8 @@ async def metering_task(dev):
         readings["interval_s"] = settings["interval_s"]
         dev.readings = readings
         dev.readings_event.set()
+        if dev.energy_store.due(now):
+            save_energy(dev, now)
         if dev.settings.current is not settings:
             settings = dev.settings.current
             sampler.reconfigure(settings)
@@ -223,9 +228,21 @@ async def run(dev):
     await metering_task(dev)
 
 
+def save_energy(dev, now):
+    try:
+        dev.energy_store.save(dev.meter.energy, now)
+    except (OSError, ValueError) as e:      # a full or failing flash must not stop the metering
+        log.error("energy", "counters not saved: %s" % e)
+
+
 def shutdown(dev):
     """Orderly shutdown (SIGTERM in the simulator, Ctrl-C on the device): nothing may be lost."""
     dev.stopping = True
+    if dev.meter is not None:
+        # The energy since the last window close is not in the counters yet: close a last window.
+        dev.meter.close_window(time.ticks_diff(time.ticks_ms(), dev.last_close) / 1000)
+        save_energy(dev, time.ticks_ms())
+        log.info("energy", "counters saved")
     log.info("app", "orderly shutdown")
 
 

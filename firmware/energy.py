@@ -72,3 +72,36 @@ def from_state(doc, nphases=3):
             ph.imported = Counter(*val["import"])
             ph.exported = Counter(*val["export"])
     return phases
+
+
+FILE = "energy.json"
+SAVE_EVERY_MS = 30000    # a power cut loses at most this much (SPEC 3 allows 60 s)
+
+
+class EnergyStore:
+    """The counters on flash: restored at boot, written atomically (store.py) every SAVE_EVERY_MS and
+    at an orderly shutdown. Only whole states are written, so a restart never counts anything twice."""
+
+    def __init__(self, flash_dir):
+        import store
+
+        self._store = store
+        self.path = store.join(flash_dir, FILE)
+        self._last = None
+
+    def load(self):
+        import log
+
+        doc, source = self._store.read_json(self.path, check_state)
+        if doc is None:
+            log.info("energy", "no stored counters (%s): starting from zero" % source)
+        return from_state(doc or {})
+
+    def due(self, now_ms):
+        import time
+
+        return self._last is None or time.ticks_diff(now_ms, self._last) >= SAVE_EVERY_MS
+
+    def save(self, phases, now_ms):
+        self._store.write_json(self.path, to_state(phases), check_state)
+        self._last = now_ms
