@@ -26,9 +26,11 @@ check: setup
 test: check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Not part of make test: the engine against a plain float implementation, heap per sample and window.
+# Not part of make test: the engine against a plain float implementation, heap per sample and window;
+# then the uplink's latencies on loopback (needs mosquitto).
 bench: setup
 	$(VENV)/bin/micropython tools/bench/bench_engine.py
+	$(PY) tools/bench/bench_uplink.py
 
 # make deploy PORT=/dev/ttyUSB0 BOARD=olimex_esp32_poe
 deploy: setup

@@ -13,12 +13,14 @@ from metering import Metering
 from netsup import NetworkSupervisor
 from portal import Portal
 from settings import Settings
+from uplink import Uplink
 from version import VERSION
 
 WATCHDOG_MS = 30000          # hardware watchdog: reset when the tasks below stop making progress
 HEARTBEAT_STALE_MS = 10000   # a task silent for this long counts as hung
 BURST_MS = 240               # one sampling burst: 12 cycles at 50 Hz, 10 whole ones after the pre-roll
 GAP_MS = 30                  # between bursts the network runs; sampling never waits for it longer
+LATE_WARN_MS = 100           # a window closing later than this is logged (the uplink must never cause it)
 MIN_BURST_MS = 80            # 4 cycles: a shorter burst has too few whole cycles to be worth it
 UNIX_2000 = 946684800        # seconds from 1970 to 2000 (the ESP32's time() epoch)
 CLOCK_SET_AFTER = 1700000000  # a Unix time before this means the clock was never set
@@ -55,15 +57,12 @@ class Device:
         self.readings = None          # the latest readings message (SPEC 4)
         self.readings_event = asyncio.Event()
         self.boot_ms = time.ticks_ms()
+        self.uplink = Uplink(self)
+        self.max_late_ms = 0          # the latest a readings window has closed since boot
 
     def uplink_state(self):
         """disabled | connecting | connected (the MQTT uplink; SPEC 2 /api/status)."""
-        uplink = getattr(self, "uplink", None)
-        if uplink is not None:
-            return uplink.state
-        if self.settings.current["mqtt"]["host"] or self.hal.broker_override():
-            return "connecting"
-        return "disabled"
+        return self.uplink.state
 
     def beat(self, task):
         self.heartbeats[task] = time.ticks_ms()
@@ -96,8 +95,10 @@ class Sampler:
             self._open()
 
     def burst(self, ms):
+        """One burst; returns its RMS current per phase."""
         nsets = min(self.max_sets, ms * 1000 // self.set_us)
-        self.meter.add_burst(self.buf, nsets, self.adc.read_burst(self.buf, nsets))
+        res = self.meter.add_burst(self.buf, nsets, self.adc.read_burst(self.buf, nsets))
+        return self.meter.burst_currents(res)
 
 
 async def metering_task(dev):
@@ -114,12 +115,17 @@ async def metering_task(dev):
         left = time.ticks_diff(next_close, now)
         if left > MIN_BURST_MS:
             # The window's last burst shrinks to end on time: readings keep their cadence.
-            sampler.burst(min(BURST_MS, left))
+            dev.uplink.currents(sampler.burst(min(BURST_MS, left)))
             await asyncio.sleep_ms(GAP_MS)
             continue
         if left > 0:
             await asyncio.sleep_ms(left)
             now = time.ticks_ms()
+        late = time.ticks_diff(now, next_close)
+        if late > dev.max_late_ms:
+            dev.max_late_ms = late
+            if late > LATE_WARN_MS:
+                log.warn("meter", "window closed %d ms late" % late)
         # The window's energy covers all the time since the last close: none is lost in gaps.
         readings = sampler.meter.close_window(time.ticks_diff(now, last_close) / 1000)
         last_close = dev.last_close = now
@@ -134,6 +140,7 @@ async def metering_task(dev):
         readings["interval_s"] = settings["interval_s"]
         dev.readings = readings
         dev.readings_event.set()
+        dev.uplink.window(readings)
         if dev.energy_store.due(now):
             save_energy(dev, now)
         if dev.settings.current is not settings:
@@ -213,7 +220,8 @@ async def status_task(dev):
                                                  " [" + ",".join(p["flags"]) + "]" if p["flags"] else "")
                      for p in r["phases"]]
             log.info("meter", "#%d %s Hz  %s" % (r["seq"], r["freq_hz"], "  ".join(parts)))
-        log.info("app", "free heap %d" % gc.mem_free())
+        log.info("app", "free heap %d, uplink %s, latest window close %d ms late"
+                 % (gc.mem_free(), dev.uplink.state, dev.max_late_ms))
 
 
 async def run(dev):
@@ -225,6 +233,7 @@ async def run(dev):
     asyncio.create_task(dns_task(dev))
     asyncio.create_task(watchdog_task(dev))
     asyncio.create_task(status_task(dev))
+    asyncio.create_task(dev.uplink.run())
     await metering_task(dev)
 
 
@@ -243,6 +252,7 @@ def shutdown(dev):
         dev.meter.close_window(time.ticks_diff(time.ticks_ms(), dev.last_close) / 1000)
         save_energy(dev, time.ticks_ms())
         log.info("energy", "counters saved")
+    dev.uplink.goodbye()
     log.info("app", "orderly shutdown")
 
 

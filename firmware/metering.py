@@ -92,6 +92,11 @@ class Metering:
         self.window.add(res)
         return res
 
+    def burst_currents(self, res):
+        """RMS amps per phase of one burst (~0.2 s): what the supply alarm watches between windows."""
+        gains = self.settings["calibration"]["i_gain"]
+        return [math.sqrt(res.i_var[p]) * self.a_per_count[p] * gains[p] for p in range(self.nphases)]
+
     def close_window(self, elapsed_s):
         """Finish the window that lasted elapsed_s: returns the readings of SPEC 4 (without seq/time)."""
         w = self.window

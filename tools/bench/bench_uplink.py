@@ -1,0 +1,151 @@
+"""Uplink latency on loopback (make bench): a simulated meter, a real mosquitto and a real subscriber.
+
+Prints, over --rounds changes of the simulated world:
+- scenario file changed on disk -> first readings message that reflects it (goal: one interval + 300 ms);
+- over-limit current -> `alarm` message (checked on every ~0.27 s burst, so it need not wait for the
+  window), and its distance from the readings message of the window that saw it (negative: earlier;
+  goal: within 300 ms of that window's end).
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import paho.mqtt.client as paho
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BASE = "ampguard/2312000042G"
+LIMIT_A = 30.0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=10):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("bench_uplink: nothing listens on %d" % port)
+
+
+def world(l1_amps):
+    return {"mains": {"voltage_v": [230.0, 230.0, 230.0]}, "lan": {"link": True},
+            "phases": [{"current_a": l1_amps}, {"current_a": 5.0}, {"current_a": 0.0}]}
+
+
+def write_json(path, obj):
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f)
+    os.replace(path + ".tmp", path)
+
+
+class Watch:
+    def __init__(self, port):
+        self.msgs = []
+        self.lock = threading.Lock()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench")
+        self.client.on_connect = lambda c, *a: c.subscribe(BASE + "/#", 1)
+        self.client.on_message = self.on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def on_message(self, client, userdata, m):
+        with self.lock:
+            self.msgs.append((time.monotonic(), m.topic, m.payload))
+
+    def first(self, topic, pred, after, timeout=15):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                for t, top, payload in self.msgs:
+                    if top == topic and t > after and pred(payload):
+                        return t, payload
+            time.sleep(0.005)
+        raise SystemExit("bench_uplink: no %s within %d s" % (topic, timeout))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="ampguard-bench-uplink-")
+    port = free_port()
+    conf = os.path.join(work, "mosquitto.conf")
+    with open(conf, "w") as f:
+        f.write("listener %d 127.0.0.1\nallow_anonymous true\n" % port)
+    broker = subprocess.Popen(["mosquitto", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sim = None
+    try:
+        wait_port(port)
+        state = os.path.join(work, "state")
+        os.makedirs(state)
+        write_json(os.path.join(state, "settings.json"), {"supply_max_a": LIMIT_A})
+        scen = os.path.join(work, "scenario.json")
+        write_json(scen, world(10.0))
+        watch = Watch(port)
+        sim = subprocess.Popen([os.path.join(ROOT, "tools", "sim"), "--state", state, "--scenario", scen,
+                                "--broker", "127.0.0.1:%d" % port, "--http", "127.0.0.1:%d" % free_port(),
+                                "--dns", "127.0.0.1:%d" % free_port()],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        watch.first(BASE + "/readings", lambda p: True, 0, timeout=30)
+        change, settled, alarm, alarm_vs_window = [], [], [], []
+        for k in range(args.rounds):
+            amps = 12.0 + k            # a new value each round: the first readings showing it are new
+            time.sleep((0.37 * (k + 1)) % 1)   # changes land at different moments of the window
+            t0 = time.monotonic()
+            write_json(scen, world(amps))
+            # Reflecting it: the window that saw the change moved at least a tenth of the way; settled:
+            # a whole window at the new value (a window that straddles the change averages both).
+            t1, _ = watch.first(BASE + "/readings",
+                                lambda p, a=amps: json.loads(p)["phases"][0]["current_a"] > 9 + a / 10, t0)
+            t2, _ = watch.first(BASE + "/readings",
+                                lambda p, a=amps: abs(json.loads(p)["phases"][0]["current_a"] - a) < 0.3, t0)
+            change.append(t1 - t0)
+            settled.append(t2 - t0)
+            time.sleep(1.5)
+            t0 = time.monotonic()
+            write_json(scen, world(LIMIT_A + 10))
+            ta, _ = watch.first(BASE + "/alarm", lambda p: json.loads(p)["l"] == 1, t0)
+            tw, _ = watch.first(BASE + "/readings",
+                                lambda p: json.loads(p)["phases"][0]["current_a"] > LIMIT_A, t0)
+            alarm.append(ta - t0)
+            alarm_vs_window.append(ta - tw)
+            write_json(scen, world(10.0))
+            time.sleep(1.5)
+
+        def row(name, xs, goal):
+            print("%-46s min %6.0f ms  median %6.0f ms  max %6.0f ms   (goal %s)" % (
+                name, 1000 * min(xs), 1000 * sorted(xs)[len(xs) // 2], 1000 * max(xs), goal))
+
+        print("uplink latency on loopback, interval 1 s, %d rounds" % args.rounds)
+        row("scenario change -> first readings reflecting it", change, "<= 1300 ms")
+        row("scenario change -> first whole window at it", settled, "information")
+        row("over-limit current -> alarm", alarm, "<= 1300 ms")
+        row("alarm - readings of the window that saw it", alarm_vs_window, "<= 300 ms")
+        return 0
+    finally:
+        if sim is not None:
+            sim.terminate()
+            sim.wait(20)
+        broker.terminate()
+        broker.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
