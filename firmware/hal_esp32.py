@@ -248,3 +248,13 @@ class Hal:
 
     def broker_override(self):
         return None
+
+    def dns_server(self):
+        """(ip, 53) of the DNS server the uplink's network gave us (DHCP), or None."""
+        for iface in (self.lan, self.wifi):
+            if iface is not None and iface.ip():
+                wlan = getattr(iface, "_lan", None) or iface._wlan
+                dns = wlan.ifconfig()[3]
+                if dns and dns != "0.0.0.0":
+                    return dns, 53
+        return None

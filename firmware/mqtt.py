@@ -115,14 +115,29 @@ async def read_packet(reader):
     return head[0], body
 
 
+def pem_to_der(pem):
+    """The first certificate of a PEM file as DER (MicroPython's SSLContext takes DER only)."""
+    import binascii
+
+    begin = pem.find(b"-----BEGIN CERTIFICATE-----")
+    end = pem.find(b"-----END CERTIFICATE-----", begin)
+    if begin < 0 or end < 0:
+        raise ValueError("no certificate in the CA file")
+    body = pem[begin + 27:end]
+    return binascii.a2b_base64(b"".join(body.split()))
+
+
 def tls_context(cafile):
-    """A client context that verifies the broker's certificate against `cafile` (PEM)."""
+    """A client context that verifies the broker's certificate against `cafile` (one CA certificate,
+    PEM or DER)."""
     import ssl
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED
     with open(cafile, "rb") as f:
         ca = f.read()
+    if b"-----BEGIN" in ca:
+        ca = pem_to_der(ca)
     try:
         ctx.load_verify_locations(cadata=ca)
     except TypeError:            # MicroPython 1.22's SSLContext takes it positionally

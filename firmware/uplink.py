@@ -63,6 +63,7 @@ class Uplink:
         self.failures = 0
         self.last_rx = 0
         self.ping_sent = None
+        self.rx_error = None        # why the receiver ended
 
     # -- topics ------------------------------------------------------------------------------
     def base(self):
@@ -106,13 +107,14 @@ class Uplink:
                 self.state = "connecting"       # waits for the network, not for a back-off
             else:
                 self.state = "connecting"
-                up = False
                 try:
-                    up = await self.session(*target)
+                    await self.session(*target)
                 except Exception as e:     # every failure ends in a retry, never in a dead task
                     log.warn("mqtt", "%s:%d: %s" % (target[0], target[1], _reason(e)))
-                finally:
-                    self.close()
+                # A session that got as far as CONNACK starts the back-off anew: after a broker
+                # restart the first try comes within about a second.
+                up = self.state == "connected"
+                self.close()
                 if self.reconnect:
                     self.reconnect = False
                     self.failures = 0
@@ -133,16 +135,22 @@ class Uplink:
                 return
 
     async def session(self, host, port, tls):
-        """One connection, from connect to its end. True when it was up (the back-off starts anew)."""
+        """One connection, from connect to its end (an exception, or a change of broker settings)."""
         dev = self.dev
         s = dev.settings.current
         link = _link_settings(s)
         base = self.base()
         ctx = mqtt.tls_context(store.join(dev.flash_dir, s["mqtt"]["ca_file"])) if tls else None
-        addr = await resolve(host, port)
-        self.conn = conn = await mqtt.connect(
-            addr, port, dev.serial, KEEPALIVE_S, s["mqtt"]["username"], s["mqtt"]["password"],
-            will=(base + "/status", b"offline", True, 1), ssl_ctx=ctx, server_hostname=host)
+        addr = await resolve(host, port, dev.hal.dns_server())
+        try:
+            self.conn = conn = await mqtt.connect(
+                addr, port, dev.serial, KEEPALIVE_S, s["mqtt"]["username"], s["mqtt"]["password"],
+                will=(base + "/status", b"offline", True, 1), ssl_ctx=ctx, server_hostname=host)
+        except ValueError as e:       # MicroPython's TLS layer reports a failed verification so
+            if not tls:
+                raise
+            why = str(e).strip() or "the broker's certificate is not trusted by " + s["mqtt"]["ca_file"]
+            raise OSError("TLS handshake failed: " + why) from None
         log.info("mqtt", "connected to %s:%d%s as %s" % (host, port, " (TLS)" if tls else "", dev.serial))
         self.state = "connected"
         self.control = []
@@ -161,14 +169,13 @@ class Uplink:
                 await self.publish(topic, payload, retain, 1)
             while True:
                 if receiver.done():
-                    receiver.result()          # raises why the link ended
-                    raise OSError("connection closed")
+                    raise self.rx_error or OSError("connection closed")
                 if dev.net.network is None:
                     raise OSError("network lost")
                 if self.reconnect or _link_settings(dev.settings.current) != link:
                     self.reconnect = True
                     await self.goodbye_async()
-                    return True
+                    return
                 await self.flush()
                 await self.keepalive()
                 if not self.wake.is_set():
@@ -256,6 +263,14 @@ class Uplink:
 
     # -- incoming ------------------------------------------------------------------------------
     async def receive(self, conn):
+        """Reads packets until the link fails; the sender finds why in rx_error."""
+        self.rx_error = None
+        try:
+            await self._receive(conn)
+        except Exception as e:
+            self.rx_error = e
+
+    async def _receive(self, conn):
         while True:
             first, body = await mqtt.read_packet(conn.reader)
             self.last_rx = time.ticks_ms()
@@ -349,19 +364,19 @@ def _reason(e):
     return "%s: %s" % (type(e).__name__, e)
 
 
-async def resolve(host, port):
-    """The broker's address. An IPv4 literal needs no look-up; a name is resolved through the
-    network's DNS server without blocking where the board offers that (dnsclient), else by the
-    system's resolver (the simulator's host)."""
+async def resolve(host, port, dns_server):
+    """The broker's IPv4 address: a literal as is; a name through the network's DNS server without
+    blocking (resolver.py); without one (the simulator on a host), by the system's resolver."""
+    import resolver
+
+    if resolver.is_ipv4(host) or dns_server is not None:
+        return await resolver.resolve(host, dns_server)
     import socket
 
-    parts = host.split(".")
-    if len(parts) == 4 and all(p.isdigit() for p in parts):
-        return host
     ai = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
     if not ai:
         raise OSError("cannot resolve %s" % host)
     a = ai[0][-1]
-    if isinstance(a, tuple):          # CPython
+    if isinstance(a, tuple):          # CPython, ESP32
         return a[0]
-    return socket.inet_ntop(socket.AF_INET, a[4:8]) if hasattr(socket, "inet_ntop") else host
+    return "%d.%d.%d.%d" % tuple(a[4:8])     # the unix port's raw sockaddr_in

@@ -114,3 +114,15 @@ def test_back_off_doubles_from_one_second_to_at_most_sixty_with_jitter():
         seen = [uplink.backoff_s(failures) for _ in range(50)]
         assert all(0.8 * base <= d <= base for d in seen), (failures, min(seen), max(seen))
         assert max(seen) - min(seen) > 0.02 * base          # jitter: a fleet does not retry in step
+
+
+def test_pem_is_turned_into_der_for_the_tls_context():
+    import binascii
+
+    der = bytes(range(256)) * 2
+    b64 = binascii.b2a_base64(der).strip()
+    lines = b"\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
+    pem = b"junk\n-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
+    assert mqtt.pem_to_der(pem) == der
+    assert mqtt.pem_to_der(pem + pem.replace(b"junk", b"")) == der        # the first of a chain
+    raises(ValueError, mqtt.pem_to_der, b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")

@@ -70,6 +70,9 @@ class Mosquitto:
         self.conf = os.path.join(folder, "mosquitto.conf")
         lines = ["listener %d %s" % (self.port, HOST), "allow_anonymous true", "persistence false",
                  "log_dest file %s" % self.log_path, "log_type all"]
+        if os.geteuid() == 0:
+            # As root mosquitto drops to its own user, which cannot read the test's private folders.
+            lines.append("user root")
         if tls:
             lines += ["cafile %s" % tls["ca"], "certfile %s" % tls["server_cert"],
                       "keyfile %s" % tls["server_key"], "require_certificate false"]

@@ -206,3 +206,85 @@ def test_metering_keeps_its_cadence_while_there_is_no_broker(tmp_path):
         assert not late_warnings(rig.sim.log())
     finally:
         rig.close()
+
+
+class NameServer:
+    """A DNS server on loopback (dnspython builds the answers): `names` -> IPv4; silent=True never answers."""
+
+    def __init__(self, names, silent=False):
+        import socket
+        import threading
+
+        self.names = names
+        self.silent = silent
+        self.queries = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import dns.message
+        import dns.rrset
+
+        while self.running:
+            try:
+                data, peer = self.sock.recvfrom(1500)
+            except OSError:
+                continue
+            q = dns.message.from_wire(data)
+            name = q.question[0].name.to_text().rstrip(".")
+            self.queries.append(name)
+            if self.silent:
+                continue
+            r = dns.message.make_response(q)
+            if name in self.names:
+                r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", self.names[name]))
+            else:
+                r.set_rcode(3)
+            self.sock.sendto(r.to_wire(), peer)
+
+    def close(self):
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+
+
+def test_a_broker_name_is_resolved_through_the_networks_dns_server(tmp_path):
+    ns = NameServer({"broker.test": "127.0.0.1"})
+    rig = Rig(tmp_path, broker_arg=False, env={"AMPGUARD_DNS_SERVER": "127.0.0.1:%d" % ns.port})
+    seed = {"mqtt": {"host": "broker.test", "port": rig.broker.port}}
+    from uplink_rig import seed_state
+
+    seed_state(rig.sim, seed)
+    try:
+        rig.start()
+        rig.sub.wait_for(BASE + "/status", lambda m: m.payload == b"online", timeout=20)
+        assert "broker.test" in ns.queries
+        assert "connected to broker.test:%d" % rig.broker.port in rig.sim.log()
+    finally:
+        rig.close()
+        ns.close()
+
+
+def test_a_dns_server_that_never_answers_stalls_nothing(tmp_path):
+    ns = NameServer({}, silent=True)
+    rig = Rig(tmp_path, broker_arg=False, env={"AMPGUARD_DNS_SERVER": "127.0.0.1:%d" % ns.port})
+    from uplink_rig import seed_state
+
+    seed_state(rig.sim, {"mqtt": {"host": "broker.test", "port": rig.broker.port}})
+    try:
+        rig.start()
+        rig.sim.wait_for("did not answer", timeout=20)
+        first = api_readings(rig.sim)
+        time.sleep(4)
+        last = api_readings(rig.sim)
+        assert abs((last["seq"] - first["seq"]) - (last["uptime_s"] - first["uptime_s"])) <= 1
+        assert len(ns.queries) >= 2
+        assert not late_warnings(rig.sim.log())
+    finally:
+        rig.close()
+        ns.close()

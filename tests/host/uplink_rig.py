@@ -30,13 +30,13 @@ class Rig:
     """mosquitto + a subscriber to the device's topics + the simulator pointed at that broker."""
 
     def __init__(self, tmp_path, scenario=SCENARIO, broker_arg=True, settings=None, files=None,
-                 topics=("ampguard/#", "homeassistant/#")):
+                 topics=("ampguard/#", "homeassistant/#"), env=None):
         self.broker = Mosquitto(str(tmp_path / "broker"))
         self.broker.start()
         self.sub = Subscriber(self.broker.host, self.broker.port, topics=list(topics))
         args = ["--broker", "127.0.0.1:%d" % self.broker.port] if broker_arg else []
         (tmp_path / "device").mkdir()
-        self.sim = Sim(tmp_path / "device", scenario, args=args)
+        self.sim = Sim(tmp_path / "device", scenario, args=args, env=env)
         seed_state(self.sim, settings, files)
 
     def start(self):
@@ -67,9 +67,21 @@ class Rig:
             len(self.readings(after=start)), deadline - start, self.sim.log()[-3000:]))
 
 
-def api_readings(sim):
-    with urllib.request.urlopen("http://%s/api/readings" % sim.http, timeout=3) as r:
-        return json.loads(r.read())
+def api_readings(sim, timeout=20):
+    """The portal's latest readings; waits (bounded) for the device's first window after a boot."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen("http://%s/api/readings" % sim.http, timeout=3) as r:
+                body = json.loads(r.read())
+            if body.get("seq"):
+                return body
+        except OSError:
+            if time.monotonic() > end:
+                raise
+        if time.monotonic() > end:
+            raise AssertionError("no readings from the portal in %d s" % timeout)
+        time.sleep(0.2)
 
 
 def late_warnings(log):

@@ -8,6 +8,10 @@ def _cast(x):
 
 
 def install():
+    import asyncio
+
+    if not hasattr(asyncio, "sleep_ms"):
+        asyncio.sleep_ms = lambda ms: asyncio.sleep(ms / 1000)
     for name in ("ptr", "ptr8", "ptr16", "ptr32", "uint"):
         if not hasattr(builtins, name):
             setattr(builtins, name, _cast)

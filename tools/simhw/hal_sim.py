@@ -251,3 +251,9 @@ class Hal:
     def broker_override(self):
         b = _env("AMPGUARD_BROKER")
         return _addr(b, b) if b else None
+
+    def dns_server(self):
+        # The simulated network's DNS server (tests point it at a real one on loopback); None: the
+        # host's own resolver is used.
+        d = _env("AMPGUARD_DNS_SERVER")
+        return _addr(d, d) if d else None

@@ -1,0 +1,125 @@
+# Broker name look-up without blocking: one A query over UDP to the network's DNS server, awaited on the
+# event loop. socket.getaddrinfo would block the whole device for lwIP's DNS timeout when the DNS
+# server is gone. Answers are cached for their TTL (bounded), so a reconnect needs no look-up at all.
+import asyncio
+import random
+import socket
+import struct
+import time
+
+TIMEOUT_MS = 3000          # per try
+TRIES = 2
+POLL_MS = 20
+MIN_TTL_S = 30
+MAX_TTL_S = 3600
+
+_cache = {}                # name -> (address, expiry ticks_ms)
+
+
+def is_ipv4(host):
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+
+
+def query(name, qid):
+    """A standard recursive query for the A record of `name`."""
+    out = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    for label in name.rstrip(".").split("."):
+        b = label.encode()
+        if not 0 < len(b) <= 63:
+            raise ValueError("not a host name: %s" % name)
+        out += bytes([len(b)]) + b
+    return out + b"\x00\x00\x01\x00\x01"
+
+
+def _skip_name(packet, i):
+    """Index past a (possibly compressed) name at i; -1 when it runs off the packet."""
+    n = len(packet)
+    while i < n:
+        length = packet[i]
+        if length == 0:
+            return i + 1
+        if length & 0xC0 == 0xC0:          # a pointer ends the name
+            return i + 2 if i + 2 <= n else -1
+        if length > 63:
+            return -1
+        i += 1 + length
+    return -1
+
+
+def parse_answer(packet, qid):
+    """(IPv4 address text, ttl s) of the first A record of a reply to query qid; None for a reply that
+    says the name has no A record; raises ValueError for anything that is not a usable reply."""
+    if len(packet) < 12:
+        raise ValueError("short DNS reply")
+    rid, flags, qd, an = struct.unpack("!HHHH", packet[:8])
+    if rid != qid or not flags & 0x8000:
+        raise ValueError("not a reply to our query")
+    rcode = flags & 0x0F
+    if rcode == 3:
+        return None                          # NXDOMAIN
+    if rcode:
+        raise ValueError("DNS server error %d" % rcode)
+    i = 12
+    for _ in range(qd):
+        i = _skip_name(packet, i)
+        if i < 0 or i + 4 > len(packet):
+            raise ValueError("malformed DNS reply")
+        i += 4
+    for _ in range(an):
+        i = _skip_name(packet, i)
+        if i < 0 or i + 10 > len(packet):
+            raise ValueError("malformed DNS reply")
+        rtype, rclass, ttl, rdlen = struct.unpack("!HHIH", packet[i:i + 10])
+        i += 10
+        if i + rdlen > len(packet):
+            raise ValueError("malformed DNS reply")
+        if rtype == 1 and rclass == 1 and rdlen == 4:
+            return "%d.%d.%d.%d" % tuple(packet[i:i + 4]), ttl
+        i += rdlen                           # a CNAME and the like: the A record follows
+    return None
+
+
+async def _ask(name, server):
+    qid = random.getrandbits(16)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        dest = socket.getaddrinfo(server[0], server[1])[0][-1]    # an IP literal: no look-up
+        sock.sendto(query(name, qid), dest)
+        end = time.ticks_add(time.ticks_ms(), TIMEOUT_MS)
+        while time.ticks_diff(end, time.ticks_ms()) > 0:
+            try:
+                packet = sock.recv(1500)
+            except OSError:                  # EAGAIN: nothing yet
+                await asyncio.sleep_ms(POLL_MS)
+                continue
+            try:
+                return parse_answer(packet, qid) or (None, 0)
+            except ValueError:               # a stray or broken datagram: keep waiting for ours
+                continue
+        raise OSError("DNS server %s did not answer in %d ms" % (server[0], TIMEOUT_MS))
+    finally:
+        sock.close()
+
+
+async def resolve(name, server):
+    """The IPv4 address of `name` (returned as is when it is one), asking `server` = (ip, port)."""
+    if is_ipv4(name):
+        return name
+    hit = _cache.get(name)
+    if hit and time.ticks_diff(hit[1], time.ticks_ms()) > 0:
+        return hit[0]
+    err = None
+    for _ in range(TRIES):
+        try:
+            addr, ttl = await _ask(name, server)
+        except OSError as e:
+            err = e
+            continue
+        if addr is None:
+            raise OSError("%s has no address (DNS)" % name)
+        ttl = min(MAX_TTL_S, max(MIN_TTL_S, ttl))
+        _cache[name] = (addr, time.ticks_add(time.ticks_ms(), ttl * 1000))
+        return addr
+    raise err

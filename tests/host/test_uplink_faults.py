@@ -1,0 +1,136 @@
+"""The uplink when the broker fails (SPEC 3, issue 5): restarts, a broker that never answers, a link that
+goes silent, TLS. Metering must keep its cadence throughout and the energy must neither stop nor jump."""
+import time
+
+import pytest
+from brokers import Mosquitto, SilentBroker, StallProxy, Subscriber, make_tls_files
+from uplink_rig import BASE, Rig, api_readings, assert_on_time, late_warnings
+
+POWER_W = 230.0 * 10.0 + 230.0 * 16.0 * 0.9063      # the rig's scenario: L1 + L2 (25 degrees)
+
+
+def _online_after(rig, t, timeout):
+    return rig.sub.wait_for(BASE + "/status", lambda m: m.payload == b"online" and m.t > t, timeout=timeout)
+
+
+def _watch_cadence(sim, seconds):
+    """Poll the portal's readings for `seconds`: every window must have closed on time meanwhile."""
+    seen = {}
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        r = api_readings(sim)
+        seen[r["seq"]] = r
+        time.sleep(0.25)
+    seqs = sorted(seen)
+    first, last = seen[seqs[0]], seen[seqs[-1]]
+    # one window per interval: as many windows as seconds of uptime went by
+    assert abs((last["seq"] - first["seq"]) - (last["uptime_s"] - first["uptime_s"])) <= 1, (first, last)
+    assert last["import_wh"] > first["import_wh"]
+    return first, last
+
+
+@pytest.mark.slow
+def test_broker_down_for_30_s_five_times_in_a_row(tmp_path):
+    rig = Rig(tmp_path).start()
+    try:
+        _online_after(rig, 0, 30)
+        for outage in range(5):
+            before = rig.next_readings(2)
+            rig.broker.stop()
+            t_stop = time.monotonic()
+            _watch_cadence(rig.sim, 30 - (time.monotonic() - t_stop))
+            rig.broker.start()
+            t_start = time.monotonic()
+            _online_after(rig, t_start, 75)                  # back-off never above 60 s
+            after = rig.next_readings(3)
+            assert_on_time(after)
+            # Windows went on at one per second all along, and the energy kept counting: no gap, no
+            # double count (what it counted equals the power for the time that passed).
+            a, b = before[-1], after[0]
+            dt = b["uptime_s"] - a["uptime_s"]
+            assert abs((b["seq"] - a["seq"]) - dt) <= 1, (outage, a["seq"], b["seq"], dt)
+            counted = b["import_wh"] - a["import_wh"]
+            expected = POWER_W * dt / 3600
+            assert abs(counted - expected) <= 0.01 * expected, (outage, counted, expected)
+        log = rig.sim.log()
+        assert log.count("mqtt: connected to") == 6
+        assert not late_warnings(log), late_warnings(log)
+    finally:
+        rig.close()
+
+
+def test_a_broker_that_accepts_tcp_but_never_answers_stalls_nothing(tmp_path):
+    silent = SilentBroker()
+    rig = Rig(tmp_path, broker_arg=False)
+    rig.sim.args = ["--broker", "127.0.0.1:%d" % silent.port]
+    try:
+        rig.start()
+        _watch_cadence(rig.sim, 14)                        # through a whole CONNECT timeout (10 s)
+        rig.sim.wait_for("mqtt: 127.0.0.1:%d: timed out" % silent.port, timeout=10)
+        assert silent.accepted >= 1
+        assert not late_warnings(rig.sim.log())
+    finally:
+        rig.close()
+        silent.close()
+
+
+def test_a_link_that_goes_silent_mid_session_is_found_dead_and_replaced(tmp_path):
+    rig = Rig(tmp_path, broker_arg=False)
+    proxy = StallProxy(rig.broker.port)
+    rig.sim.args = ["--broker", "127.0.0.1:%d" % proxy.port]
+    try:
+        rig.start()
+        _online_after(rig, 0, 30)
+        rig.next_readings(2)
+        proxy.stall()                      # half-open: the TCP connection stays, nothing gets through
+        t0 = time.monotonic()
+        _watch_cadence(rig.sim, 17)        # a ping unanswered for 5 s, at most 10 s after the stall
+        rig.sim.wait_for("the link is dead", timeout=5)
+        proxy.resume()
+        t1 = time.monotonic()
+        _online_after(rig, t1, 30)
+        assert_on_time(rig.next_readings(3))
+        assert time.monotonic() - t0 < 60
+        assert not late_warnings(rig.sim.log())
+    finally:
+        rig.close()
+        proxy.close()
+
+
+def _tls_rig(tmp_path, ca):
+    tls = make_tls_files(str(tmp_path / "pki"))
+    broker = Mosquitto(str(tmp_path / "tlsbroker"), tls=tls)
+    broker.start()
+    settings = {"mqtt": {"host": "localhost", "port": broker.port, "tls": True}}
+    rig = Rig(tmp_path, broker_arg=False, settings=settings, files={"ca.pem": tls[ca]})
+    rig.sub.close()
+    rig.sub = Subscriber(broker.host, broker.port, topics=["ampguard/#"], ca=tls["ca"])
+    return rig, broker
+
+
+def test_tls_with_the_right_ca_connects(tmp_path):
+    rig, broker = _tls_rig(tmp_path, "ca")
+    try:
+        rig.start()
+        _online_after(rig, 0, 30)
+        assert "(TLS)" in rig.sim.log()
+        assert_on_time(rig.next_readings(3))
+    finally:
+        rig.close()
+        broker.stop()
+
+
+def test_tls_with_a_wrong_ca_is_refused(tmp_path):
+    rig, broker = _tls_rig(tmp_path, "wrong_ca")
+    try:
+        rig.start()
+        rig.sim.wait_for("mqtt: localhost:%d: OSError: TLS handshake failed: The certificate is not "
+                         "correctly signed by the trusted CA" % broker.port, timeout=30)
+        rig.sim.wait_for("next try", timeout=10, count=2)
+        assert "connected to localhost" not in rig.sim.log()
+        assert not rig.sub.messages(BASE + "/status")
+        first, last = _watch_cadence(rig.sim, 3)
+        assert not late_warnings(rig.sim.log())
+    finally:
+        rig.close()
+        broker.stop()
