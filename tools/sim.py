@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+import simbuild
+
 from mpenv import MICROPYTHON, ROOT, micropython_env, use_firmware_on_cpython
 
 use_firmware_on_cpython()
@@ -97,8 +99,11 @@ class Device:
         cmd = [MICROPYTHON]
         if args.heap:
             cmd += ["-X", "heapsize=" + args.heap]
-        cmd.append(os.path.join(ROOT, "firmware", "main.py"))
+        image = simbuild.build()      # the firmware precompiled, as on the device
+        cmd.append(os.path.join(image or os.path.join(ROOT, "firmware"), "main.py"))
         env = micropython_env()
+        if image:
+            env["MICROPYPATH"] = image + ":" + env["MICROPYPATH"]
         env.update({
             "AMPGUARD_BOARD": "sim",
             "AMPGUARD_STATE": os.path.abspath(args.state),
