@@ -6,6 +6,7 @@ import sys
 from array import array
 
 import settings as settings_mod
+from meter import channel_layout
 from metering import Metering
 
 MAGIC = "# ampguard-capture v1 "
@@ -88,11 +89,12 @@ def load_config(path):
 def replay(path, settings, out=sys.stdout):
     with open(path) as f:
         head = parse_header(f.readline().rstrip("\n"))
-        meter = Metering(CaptureBoard, settings, skew_us=head["skew_us"], scale=head["scale"])
-        for c in meter.channels:
+        # The channels these settings need must all be in the capture, before the meter looks them up.
+        for c in channel_layout(settings["phases"], settings["voltage_inputs"]):
             if c not in head["channels"]:
                 raise CaptureError("capture has no %s channel, needed for phases=%d voltage_inputs=%d"
                                    % (c, settings["phases"], settings["voltage_inputs"]))
+        meter = Metering(CaptureBoard, settings, skew_us=head["skew_us"], scale=head["scale"])
         cols = [head["channels"].index(c) for c in meter.channels]
         ncols = len(head["channels"])
         nch = len(cols)
@@ -153,19 +155,23 @@ def main(argv):
             path = a
             i += 1
         else:
-            print("tools/replay: unexpected argument %r (usage: tools/replay CAPTURE [--config FILE])" % a)
+            print("tools/replay: unexpected argument %r (usage: tools/replay CAPTURE [--config FILE])" % a,
+                  file=sys.stderr)
             return 2
     if path is None:
-        print("usage: tools/replay CAPTURE [--config SETTINGS.json]")
+        print("usage: tools/replay CAPTURE [--config SETTINGS.json]", file=sys.stderr)
         return 2
     try:
         settings = load_config(config) if config else settings_mod.apply_changes(settings_mod.DEFAULTS, {})
         replay(path, settings)
     except OSError as e:
-        print("tools/replay: %s: cannot read (%s)" % (path, e))
+        print("tools/replay: %s: cannot read (%s)" % (path, e), file=sys.stderr)
+        return 1
+    except UnicodeError:
+        print("tools/replay: %s: not a text file" % path, file=sys.stderr)
         return 1
     except CaptureError as e:
-        print("tools/replay: %s: %s" % (path, e))
+        print("tools/replay: %s: %s" % (path, e), file=sys.stderr)
         return 1
     return 0
 

@@ -21,6 +21,7 @@ def free_port(kind=socket.SOCK_STREAM):
 class Sim:
     def __init__(self, workdir, scenario=None, args=(), env=None):
         self.workdir = str(workdir)
+        os.makedirs(self.workdir, exist_ok=True)
         self.state = os.path.join(self.workdir, "state")
         self.scenario_path = os.path.join(self.workdir, "scenario.json")
         self.http = "127.0.0.1:%d" % free_port()

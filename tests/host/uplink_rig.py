@@ -35,7 +35,6 @@ class Rig:
         self.broker.start()
         self.sub = Subscriber(self.broker.host, self.broker.port, topics=list(topics))
         args = ["--broker", "127.0.0.1:%d" % self.broker.port] if broker_arg else []
-        (tmp_path / "device").mkdir()
         self.sim = Sim(tmp_path / "device", scenario, args=args, env=env)
         seed_state(self.sim, settings, files)
 
