@@ -7,7 +7,7 @@ STATE ?= .sim-state
 SCENARIO ?= tools/scenarios/default.json
 PYTEST_ARGS ?=
 
-.PHONY: setup sim test check bench deploy clean
+.PHONY: setup sim test check bench faults soak deploy clean
 
 $(SETUP_STAMP): requirements.txt tools/setup_deps.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,6 +31,14 @@ test: check
 bench: setup
 	$(VENV)/bin/micropython tools/bench/bench_engine.py
 	$(PY) tools/bench/bench_uplink.py
+
+# Not part of make test: the fault-injection campaign (under 20 minutes) and the long soak (MINUTES=60).
+faults: setup
+	$(PY) tools/faults.py $(FAULTS_ARGS)
+
+MINUTES ?= 60
+soak: setup
+	$(PY) tools/soak.py --minutes $(MINUTES)
 
 # make deploy PORT=/dev/ttyUSB0 BOARD=olimex_esp32_poe
 deploy: setup

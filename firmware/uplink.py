@@ -4,6 +4,7 @@
 import asyncio
 import json
 import random
+import sys
 import time
 
 import log
@@ -246,6 +247,7 @@ class Uplink:
         elif removed:
             for topic in ha_discovery.removals(dev.serial, 0):
                 await self.publish(topic, b"", True, 1)
+        del sys.modules["ha_discovery"]       # until the next time: its tables cost heap
 
     def info(self):
         dev = self.dev
