@@ -1,8 +1,10 @@
 # Home Assistant MQTT discovery (setting `ha_discovery`): one device with a sensor per quantity, all read
 # from the readings topic by value templates; available while `<base>/status` says online.
+# Payloads are made one at a time (a generator): all 22 at once would take much of the small heap.
 DISCOVERY_PREFIX = "homeassistant"
 
-# (object id, name, readings key, device_class, unit, state_class, display precision)
+# (object id, name, readings key, device_class, unit, state_class, display precision).
+# pf is a signed fraction (-1..1), not %, so it has no unit. Energy only ever grows: total_increasing.
 _PHASE = (
     ("voltage", "voltage", "voltage_v", "voltage", "V", "measurement", 1),
     ("current", "current", "current_a", "current", "A", "measurement", 2),
@@ -20,6 +22,8 @@ _TOTAL = (
 
 
 def node_id(serial):
+    # Serials are uppercase letters and digits (identity.py): lowercased they are valid HA ids and
+    # entity-id slugs alike. Also the device identifier and the prefix of every unique_id.
     return "ampguard_" + serial.lower()
 
 
@@ -29,10 +33,14 @@ def _topic(serial, object_id):
 
 def _payload(serial, base, firmware, board, object_id, name, path, spec):
     device_class, unit, state_class, precision = spec
+    uid = "%s_%s" % (node_id(serial), object_id)
     p = {
-        "name": name,
-        "unique_id": "%s_%s" % (node_id(serial), object_id),
-        "object_id": "%s_%s" % (node_id(serial), object_id),
+        "name": name,    # HA shows it after the device name: "Amp Guard <serial> L1 voltage"
+        "unique_id": uid,
+        # The entity id sensor.<uid>: "object_id" for HA before 2025.10, "default_entity_id" from then on
+        # (HA drops the key it does not know, and stays quiet about object_id when both are given).
+        "object_id": uid,
+        "default_entity_id": "sensor." + uid,
         "state_topic": base + "/readings",
         "value_template": "{{ value_json.%s }}" % path,
         "availability_topic": base + "/status",
@@ -42,8 +50,8 @@ def _payload(serial, base, firmware, board, object_id, name, path, spec):
         "state_class": state_class,
         "suggested_display_precision": precision,
         "device": {"identifiers": [node_id(serial)], "name": "Amp Guard " + serial,
-                   "manufacturer": "Amp Guard open firmware", "model": "Amp Guard (%s)" % board,
-                   "sw_version": firmware, "serial_number": serial},
+                   "manufacturer": "Amp Guard open firmware", "model": "Amp Guard (open firmware)",
+                   "hw_version": board, "sw_version": firmware, "serial_number": serial},
     }
     if unit:
         p["unit_of_measurement"] = unit
@@ -51,7 +59,8 @@ def _payload(serial, base, firmware, board, object_id, name, path, spec):
 
 
 def entities(serial, base, nphases, firmware, board):
-    """(discovery topic, payload dict) of every entity, one at a time (the heap is small)."""
+    """(discovery topic, payload dict) of every entity, one at a time; `base` is `<prefix>/<serial>`.
+    The caller publishes each payload as JSON, retained, QoS 1."""
     for line in range(1, nphases + 1):
         for oid, name, key, dc, unit, sc, prec in _PHASE:
             object_id = "l%d_%s" % (line, oid)
@@ -64,8 +73,8 @@ def entities(serial, base, nphases, firmware, board):
 
 
 def removals(serial, nphases):
-    """Discovery topics of entities this phase count does not have (0: every entity), to be cleared with
-    an empty retained message."""
+    """Discovery topics of entities this phase count does not have (L2 and L3 for 1 phase; 0: every
+    entity, for discovery switched off), to be cleared with an empty retained message."""
     for line in range(nphases + 1, 4):
         for spec in _PHASE:
             yield _topic(serial, "l%d_%s" % (line, spec[0]))

@@ -65,6 +65,15 @@ def status(sim):
         return json.loads(r.read())
 
 
+def online_after(rig, t, timeout):
+    """Whether the device said `online` after monotonic time t, within timeout."""
+    try:
+        rig.sub.wait_for(BASE + "/status", lambda m: m.payload == b"online" and m.t > t, timeout)
+        return True
+    except AssertionError:
+        return False
+
+
 # -- the broker -----------------------------------------------------------------------------------
 def broker_kills(work, rng, rounds):
     rig = Rig(work / "broker").start()
@@ -77,10 +86,9 @@ def broker_kills(work, rng, rounds):
             time.sleep(rng.uniform(0.5, 5.0))
             t = time.monotonic()
             rig.broker.start()
-            try:
-                rig.sub.wait_for(BASE + "/status", lambda m, t=t: m.payload == b"online" and m.t > t, 75)
+            if online_after(rig, t, 75):
                 reconnects += 1
-            except AssertionError:
+            else:
                 lost += 1
         log = rig.sim.log()
         row("broker SIGKILLed and restarted", rounds, reconnected=reconnects, never_back=lost,
@@ -101,11 +109,7 @@ def network_drops(work, rng, rounds):
             time.sleep(rng.uniform(1.0, 4.0))
             t = time.monotonic()
             rig.sim.write_scenario(SCENARIO)
-            try:
-                rig.sub.wait_for(BASE + "/status", lambda m, t=t: m.payload == b"online" and m.t > t, 30)
-                back += 1
-            except AssertionError:
-                pass
+            back += online_after(rig, t, 30)
         log = rig.sim.log()
         row("network dropped and restored", rounds, back_online=back,
             network_lost=log.count("net: network lost"), crashes=crashes(log), stalls=len(late_warnings(log)))
@@ -374,11 +378,7 @@ def watchdog(work, rng, rounds):
             rig.sim.wait_for("watchdog: not fed", timeout=30, count=k + 1)
             t = time.monotonic()
             rig.sim.write_scenario(SCENARIO)
-            try:
-                rig.sub.wait_for(BASE + "/status", lambda m, t=t: m.payload == b"online" and m.t > t, 30)
-                back += 1
-            except AssertionError:
-                pass
+            back += online_after(rig, t, 30)
         row("hung task -> watchdog reset", rounds, resets=rig.sim.log().count("watchdog: not fed"),
             back_online=back)
     finally:

@@ -1,61 +1,142 @@
-# Home Assistant discovery payloads against Home Assistant's rules for MQTT sensors: topic form, unique
-# ids, units and state classes its device classes accept, and templates that read the readings.
+# Home Assistant discovery payloads (firmware/ha_discovery.py) against Home Assistant's rules for MQTT
+# sensors: topic form and id characters, unique ids, units and state classes its sensor device classes
+# accept, availability and device blocks, templates that read the right number of a SPEC 4 readings
+# message, and the entities to clear when the phase count drops.
 import json
 
 import ha_discovery
 
 SERIAL = "2312000042G"
+OTHER = "2312000043G"
 BASE = "ampguard/" + SERIAL
-# Units Home Assistant accepts per sensor device class (its sensor documentation), and state classes.
-UNITS = {"voltage": ("V", "mV"), "current": ("A", "mA"), "power": ("W", "kW"), "power_factor": (None, "%"),
-         "energy": ("Wh", "kWh"), "frequency": ("Hz",)}
-SAMPLE = {"freq_hz": 50.01, "power_w": 10.5, "import_wh": 7.25, "export_wh": 1.5,
-          "phases": [{"l": k, "voltage_v": 230.0 + k, "current_a": 1.0 + k, "power_w": 100.0 * k,
-                      "pf": 0.1 * k, "import_wh": 10.0 * k, "export_wh": 20.0 * k} for k in (1, 2, 3)]}
+ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"    # HA: [a-zA-Z0-9_-]
+SLUG_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"                            # entity id object part
+
+# Units Home Assistant accepts per sensor device class, and the state classes it accepts with them
+# (its sensor integration: DEVICE_CLASS_UNITS and DEVICE_CLASS_STATE_CLASSES). None: no unit.
+UNITS = {"voltage": ("mV", "V", "kV", "MV"), "current": ("mA", "A"),
+         "power": ("mW", "W", "kW", "MW", "GW", "TW", "BTU/h"), "power_factor": (None, "%"),
+         "energy": ("J", "kJ", "MJ", "GJ", "mWh", "Wh", "kWh", "MWh", "GWh", "TWh"),
+         "frequency": ("Hz", "kHz", "MHz", "GHz")}
+STATE_CLASSES = {"voltage": ("measurement",), "current": ("measurement",), "power": ("measurement",),
+                 "power_factor": ("measurement",), "energy": ("total", "total_increasing"),
+                 "frequency": ("measurement",)}
+# Long option names of an MQTT sensor that this device may use: a typo would be dropped by HA in silence.
+SENSOR_KEYS = ("name", "unique_id", "object_id", "default_entity_id", "state_topic", "value_template",
+               "availability_topic", "payload_available", "payload_not_available", "device_class",
+               "state_class", "unit_of_measurement", "suggested_display_precision", "device")
+DEVICE_KEYS = ("identifiers", "connections", "name", "manufacturer", "model", "model_id", "hw_version",
+               "sw_version", "serial_number", "suggested_area", "configuration_url", "via_device")
 
 
-def _allowed_id(s):
-    return s and all(c.isalpha() or c.isdigit() or c in "_-" for c in s)
+def _phase(k, n):
+    # Every number distinct, so a template reading the wrong field or phase cannot pass.
+    return {"l": k, "voltage_v": 230.1 + k, "current_a": 12.34 + k, "power_w": 2790.1 + 100 * k,
+            "apparent_va": 2839.4 + k, "pf": -0.9 + 0.01 * k, "import_wh": 1234.5 + 1000 * k,
+            "export_wh": 0.5 + 10 * k + n, "flags": []}
+
+
+def _readings(n):
+    """A SPEC 4 readings message of n phases."""
+    return {"seq": 41, "uptime_s": 41.0, "time": 1763900000, "interval_s": 1.0, "freq_hz": 49.98,
+            "phases": [_phase(k, n) for k in range(1, n + 1)],
+            "power_w": 3210.7, "import_wh": 98765.4, "export_wh": 321.0}
+
+
+def _path(template):
+    """The value_json path of a '{{ value_json.a.b[0].c }}' template as [key or index, ...]."""
+    head, tail = "{{ value_json.", " }}"
+    assert template.startswith(head) and template.endswith(tail), template
+    steps = []
+    for part in template[len(head):-len(tail)].split("."):
+        index = None
+        if part.endswith("]"):
+            part, index = part[:-1].split("[")
+            assert index.isdigit(), template
+        assert part and all(c in SLUG_CHARS for c in part), template
+        steps.append(part)
+        if index is not None:
+            steps.append(int(index))
+    return steps
 
 
 def _evaluate(template, readings):
-    """The value of a '{{ value_json.a[0].b }}' template for a readings dict."""
-    assert template.startswith("{{ value_json.") and template.endswith(" }}"), template
     value = readings
-    for part in template[len("{{ value_json."):-3].split("."):
-        if "[" in part:
-            name, index = part[:-1].split("[")
-            value = value[name][int(index)]
-        else:
-            value = value[part]
+    for step in _path(template):
+        value = value[step]
     return value
 
 
-def _all(nphases):
-    return list(ha_discovery.entities(SERIAL, BASE, nphases, "1.2.3", "sim"))
+def _all(nphases, serial=SERIAL):
+    return list(ha_discovery.entities(serial, "ampguard/" + serial, nphases, "1.2.3", "sim"))
 
 
-def test_topics_and_unique_ids_follow_home_assistant_rules():
-    seen = set()
+def _id_ok(s):
+    return len(s) > 0 and all(c in ID_CHARS for c in s)
+
+
+def test_entities_come_one_at_a_time():
+    gen = ha_discovery.entities(SERIAL, BASE, 3, "1.2.3", "sim")
+    assert iter(gen) is gen
+    topic, payload = next(gen)
+    assert isinstance(topic, str) and isinstance(payload, dict)
+    assert iter(ha_discovery.removals(SERIAL, 1)) is not None
+
+
+def test_topics_follow_the_discovery_topic_form():
+    assert ha_discovery.DISCOVERY_PREFIX == "homeassistant"
+    for nphases in (1, 3):
+        topics = [t for t, _ in _all(nphases)]
+        assert len(set(topics)) == len(topics)
+        for topic in topics:
+            parts = topic.split("/")
+            assert len(parts) == 5, topic
+            assert (parts[0], parts[1], parts[4]) == ("homeassistant", "sensor", "config"), topic
+            assert _id_ok(parts[2]) and _id_ok(parts[3]), topic
+            assert parts[2] == "ampguard_" + SERIAL.lower(), topic
+
+
+def test_unique_ids_are_unique_here_and_across_meters():
+    ids = [p["unique_id"] for _, p in _all(3)]
+    assert len(ids) == 22 and len(set(ids)) == 22
+    other = set(p["unique_id"] for _, p in _all(3, OTHER))
+    assert not other & set(ids)
+    assert not set(t for t, _ in _all(3, OTHER)) & set(t for t, _ in _all(3))
+    for uid in ids:
+        assert _id_ok(uid) and SERIAL.lower() in uid.lower(), uid
+
+
+def test_entity_ids_are_valid_sensor_slugs():
+    for _, p in _all(3):
+        assert p["default_entity_id"] == "sensor." + p["object_id"], p["default_entity_id"]
+        assert p["object_id"] and all(c in SLUG_CHARS for c in p["object_id"]), p["object_id"]
+    slugs = [p["object_id"] for _, p in _all(3)] + [p["object_id"] for _, p in _all(3, OTHER)]
+    assert len(set(slugs)) == len(slugs)      # no sensor.x_2 renames, even with two meters
+
+
+def test_every_payload_has_state_availability_and_one_device():
+    device = None
     for topic, p in _all(3):
-        parts = topic.split("/")
-        assert len(parts) == 5
-        assert (parts[0], parts[1], parts[4]) == ("homeassistant", "sensor", "config")
-        assert _allowed_id(parts[2]) and _allowed_id(parts[3]), topic
-        assert p["unique_id"] not in seen
-        seen.add(p["unique_id"])
-        assert SERIAL.lower() in p["unique_id"].lower()
-    assert len(seen) == 22
-
-
-def test_every_payload_has_state_availability_and_device():
-    for topic, p in _all(3):
+        for key in p:
+            assert key in SENSOR_KEYS, (topic, key)
+        assert "expire_after" not in p
         assert p["state_topic"] == BASE + "/readings"
         assert p["availability_topic"] == BASE + "/status"
         assert (p["payload_available"], p["payload_not_available"]) == ("online", "offline")
-        assert p["device"]["identifiers"] and p["device"]["sw_version"] == "1.2.3"
-        assert p["name"]
-        assert len(json.dumps(p)) < 1024, topic
+        assert isinstance(p["name"], str) and p["name"], topic
+        d = p["device"]
+        for key in d:
+            assert key in DEVICE_KEYS, (topic, key)
+        assert isinstance(d["identifiers"], list) and d["identifiers"], topic
+        assert all(isinstance(i, str) and i for i in d["identifiers"]), topic
+        assert d["name"] == "Amp Guard " + SERIAL and d["serial_number"] == SERIAL
+        assert d["sw_version"] == "1.2.3" and d["manufacturer"] and d["model"]
+        # HA warns about an entity name that repeats the device name (it prefixes it itself).
+        assert not p["name"].lower().startswith(d["name"].lower()), p["name"]
+        assert not p["name"].lower().startswith("amp guard"), p["name"]
+        if device is None:
+            device = d
+        assert d == device, topic        # all entities describe the same device
 
 
 def test_device_classes_units_and_state_classes_are_ones_home_assistant_accepts():
@@ -63,33 +144,84 @@ def test_device_classes_units_and_state_classes_are_ones_home_assistant_accepts(
     for topic, p in _all(3):
         dc = p["device_class"]
         classes.add(dc)
-        assert p.get("unit_of_measurement") in UNITS[dc], topic
-        expected = "total_increasing" if dc == "energy" else "measurement"
-        assert p["state_class"] == expected, topic
+        assert dc in UNITS, topic
+        unit = p.get("unit_of_measurement")
+        assert "unit_of_measurement" not in p or unit is not None, topic    # no unit: key left out
+        assert unit in UNITS[dc], topic
+        assert p["state_class"] in STATE_CLASSES[dc], topic
+        # Counters that only grow are total_increasing; everything else is a momentary value.
+        assert p["state_class"] == ("total_increasing" if dc == "energy" else "measurement"), topic
+        prec = p["suggested_display_precision"]
+        assert isinstance(prec, int) and not isinstance(prec, bool) and 0 <= prec <= 3, topic
     assert classes == set(UNITS)
 
 
+def test_the_signed_power_factor_has_no_unit():
+    pfs = [p for _, p in _all(3) if p["device_class"] == "power_factor"]
+    assert len(pfs) == 3
+    for p in pfs:
+        assert "unit_of_measurement" not in p      # our pf is -1..1; HA's % would read 0.98 as 0.98 %
+
+
+def _expected(name, readings):
+    """What SPEC 4 says the entity called `name` shows."""
+    totals = {"Power": "power_w", "Import energy": "import_wh", "Export energy": "export_wh",
+              "Frequency": "freq_hz"}
+    if name in totals:
+        return readings[totals[name]]
+    per_phase = {"voltage": "voltage_v", "current": "current_a", "power": "power_w", "power factor": "pf",
+                 "import energy": "import_wh", "export energy": "export_wh"}
+    assert name[0] == "L" and name[2] == " ", name
+    phase = [ph for ph in readings["phases"] if ph["l"] == int(name[1])]
+    assert len(phase) == 1, name
+    return phase[0][per_phase[name[3:]]]
+
+
 def test_templates_read_the_right_numbers_from_a_readings_message():
-    values = {}
-    for _, p in _all(3):
-        values[p["name"]] = _evaluate(p["value_template"], SAMPLE)
-    for k in (1, 2, 3):
-        ph = SAMPLE["phases"][k - 1]
-        assert values["L%d voltage" % k] == ph["voltage_v"]
-        assert values["L%d current" % k] == ph["current_a"]
-        assert values["L%d power" % k] == ph["power_w"]
-        assert values["L%d power factor" % k] == ph["pf"]
-        assert values["L%d import energy" % k] == ph["import_wh"]
-        assert values["L%d export energy" % k] == ph["export_wh"]
-    assert values["Frequency"] == SAMPLE["freq_hz"] and values["Power"] == SAMPLE["power_w"]
-    assert values["Import energy"] == SAMPLE["import_wh"] and values["Export energy"] == SAMPLE["export_wh"]
+    for nphases in (1, 3):
+        readings = _readings(nphases)
+        numbers = []
+        for _, p in _all(nphases):
+            value = _evaluate(p["value_template"], readings)
+            assert value == _expected(p["name"], readings), p["name"]
+            assert isinstance(value, (int, float)) and not isinstance(value, bool), p["name"]
+            numbers.append(value)
+        assert len(set(numbers)) == len(numbers)      # each entity reads its own quantity
 
 
-def test_single_phase_has_l1_and_totals_and_removes_l2_l3():
-    one = {t for t, _ in _all(1)}
-    three = {t for t, _ in _all(3)}
-    assert len(one) == 10 and one < three
-    assert all("/l2_" not in t and "/l3_" not in t for t in one)
-    assert set(ha_discovery.removals(SERIAL, 1)) == three - one
+def test_payloads_serialize_and_stay_under_one_kilobyte():
+    # Also with the longest serial (20 characters) and topic prefix (64) the settings allow.
+    serial = "1234567890123456789G"
+    longest = ha_discovery.entities(serial, "p" * 64 + "/" + serial, 3, "10.20.30", "olimex_esp32_poe")
+    for topic, p in _all(3) + list(longest):
+        text = json.dumps(p)
+        assert json.loads(text) == p, topic
+        assert len(text.encode()) < 1024, (topic, len(text.encode()))
+
+
+def _phase_of(topic):
+    """1, 2 or 3 for a per-phase entity's topic, None for a total."""
+    object_id = topic.split("/")[3]
+    if object_id[0] == "l" and object_id[1] in "123" and object_id[2] == "_":
+        return int(object_id[1])
+    return None
+
+
+def test_single_phase_has_l1_and_totals_and_three_phases_have_all():
+    one = [t for t, _ in _all(1)]
+    three = [t for t, _ in _all(3)]
+    assert sorted(_phase_of(t) or 0 for t in one) == [0] * 4 + [1] * 6
+    assert sorted(_phase_of(t) or 0 for t in three) == [0] * 4 + [1] * 6 + [2] * 6 + [3] * 6
+    assert set(one) < set(three)
+
+
+def test_removals_clear_exactly_what_a_switch_to_one_phase_leaves_behind():
+    one = set(t for t, _ in _all(1))
+    three = set(t for t, _ in _all(3))
+    gone = list(ha_discovery.removals(SERIAL, 1))
+    assert len(gone) == len(set(gone)) == 12
+    assert set(gone) == three - one
+    assert all(_phase_of(t) in (2, 3) for t in gone)
     assert list(ha_discovery.removals(SERIAL, 3)) == []
+    # Discovery switched off (the uplink passes 0): every entity goes.
     assert set(ha_discovery.removals(SERIAL, 0)) == three

@@ -10,16 +10,9 @@ import threading
 import time
 
 import paho.mqtt.client as paho
+from simctl import free_port
 
 HOST = "127.0.0.1"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def _wait_port(port, up, timeout):

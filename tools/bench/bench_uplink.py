@@ -10,37 +10,20 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-
-import paho.mqtt.client as paho
+from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [os.path.join(ROOT, "tests", "host"), os.path.join(ROOT, "tools")]
+
+from brokers import Mosquitto, Subscriber  # noqa: E402
+from simctl import free_port  # noqa: E402
+
 BASE = "ampguard/2312000042G"
 LIMIT_A = 30.0
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, timeout=10):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("bench_uplink: nothing listens on %d" % port)
 
 
 def world(l1_amps):
@@ -54,29 +37,10 @@ def write_json(path, obj):
     os.replace(path + ".tmp", path)
 
 
-class Watch:
-    def __init__(self, port):
-        self.msgs = []
-        self.lock = threading.Lock()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench")
-        self.client.on_connect = lambda c, *a: c.subscribe(BASE + "/#", 1)
-        self.client.on_message = self.on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def on_message(self, client, userdata, m):
-        with self.lock:
-            self.msgs.append((time.monotonic(), m.topic, m.payload))
-
-    def first(self, topic, pred, after, timeout=15):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            with self.lock:
-                for t, top, payload in self.msgs:
-                    if top == topic and t > after and pred(payload):
-                        return t, payload
-            time.sleep(0.005)
-        raise SystemExit("bench_uplink: no %s within %d s" % (topic, timeout))
+def first(sub, topic, pred, after, timeout=15):
+    """Arrival time and payload of the first message on topic after `after` that pred accepts."""
+    m = sub.wait_for(topic, lambda m: m.t > after and pred(m.payload), timeout)
+    return m.t, m.payload
 
 
 def main():
@@ -84,25 +48,21 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="ampguard-bench-uplink-")
-    port = free_port()
-    conf = os.path.join(work, "mosquitto.conf")
-    with open(conf, "w") as f:
-        f.write("listener %d 127.0.0.1\nallow_anonymous true\n" % port)
-    broker = subprocess.Popen(["mosquitto", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = Mosquitto(str(Path(work) / "broker")).start()
+    port = broker.port
     sim = None
     try:
-        wait_port(port)
         state = os.path.join(work, "state")
         os.makedirs(state)
         write_json(os.path.join(state, "settings.json"), {"supply_max_a": LIMIT_A})
         scen = os.path.join(work, "scenario.json")
         write_json(scen, world(10.0))
-        watch = Watch(port)
+        watch = Subscriber(broker.host, port, topics=[BASE + "/#"])
         sim = subprocess.Popen([os.path.join(ROOT, "tools", "sim"), "--state", state, "--scenario", scen,
                                 "--broker", "127.0.0.1:%d" % port, "--http", "127.0.0.1:%d" % free_port(),
                                 "--dns", "127.0.0.1:%d" % free_port()],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-        watch.first(BASE + "/readings", lambda p: True, 0, timeout=30)
+        first(watch, BASE + "/readings", lambda p: True, 0, timeout=30)
         change, settled, alarm, alarm_vs_window = [], [], [], []
         for k in range(args.rounds):
             amps = 12.0 + k            # a new value each round: the first readings showing it are new
@@ -111,17 +71,17 @@ def main():
             write_json(scen, world(amps))
             # Reflecting it: the window that saw the change moved at least a tenth of the way; settled:
             # a whole window at the new value (a window that straddles the change averages both).
-            t1, _ = watch.first(BASE + "/readings",
+            t1, _ = first(watch, BASE + "/readings",
                                 lambda p, a=amps: json.loads(p)["phases"][0]["current_a"] > 9 + a / 10, t0)
-            t2, _ = watch.first(BASE + "/readings",
+            t2, _ = first(watch, BASE + "/readings",
                                 lambda p, a=amps: abs(json.loads(p)["phases"][0]["current_a"] - a) < 0.3, t0)
             change.append(t1 - t0)
             settled.append(t2 - t0)
             time.sleep(1.5)
             t0 = time.monotonic()
             write_json(scen, world(LIMIT_A + 10))
-            ta, _ = watch.first(BASE + "/alarm", lambda p: json.loads(p)["l"] == 1, t0)
-            tw, _ = watch.first(BASE + "/readings",
+            ta, _ = first(watch, BASE + "/alarm", lambda p: json.loads(p)["l"] == 1, t0)
+            tw, _ = first(watch, BASE + "/readings",
                                 lambda p: json.loads(p)["phases"][0]["current_a"] > LIMIT_A, t0)
             alarm.append(ta - t0)
             alarm_vs_window.append(ta - tw)
@@ -142,8 +102,7 @@ def main():
         if sim is not None:
             sim.terminate()
             sim.wait(20)
-        broker.terminate()
-        broker.wait(10)
+        broker.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
