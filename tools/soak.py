@@ -3,7 +3,8 @@ a flapping broker and a changing load. Reports the high-water mark of the heap i
 (the device logs it every 10 s), its drift from start to end (a leak or fragmentation), readings lost
 while the broker was up, and the latest a window closed.
 
-Options: --minutes N, --heap SIZE (default 128K), --seed N.
+Options: --minutes N, --heap SIZE (default 320K: the smallest that survives make faults, plus margin),
+--seed N.
 """
 import argparse
 import os
@@ -37,7 +38,7 @@ def portal_clients(sim, stop, counts):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=60)
-    ap.add_argument("--heap", default="128K")
+    ap.add_argument("--heap", default="320K", help="heap cap; make faults finds the smallest")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     rng = random.Random(args.seed)

@@ -27,6 +27,9 @@ def _now_us():
     return time.time_ns() // 1000
 
 
+CHUNK_SETS = 256
+
+
 class Adc:
     """Reads the simulated front end with the ESP32's timing: a burst blocks for its real duration."""
 
@@ -43,12 +46,21 @@ class Adc:
         while self._scenario.data.get("fault", {}).get("adc_hang"):
             # Fault injection: a driver that never returns, for the watchdog to catch.
             time.sleep_ms(100)
-        self._sim.fill(buf, nsets, t0)
-        duration = nsets * len(self.channels) * self.read_us
-        wait = t0 + duration - _now_us()
-        if wait > 0:
-            time.sleep_us(wait)
-        return duration
+        nch = len(self.channels)
+        set_us = nch * self.read_us
+        done = 0
+        # In chunks of real time, each from the world as it is then: a change on disk shows up in the
+        # samples within a chunk (~35 ms), as a physical change would, not at the next burst.
+        while done < nsets:
+            n = min(CHUNK_SETS, nsets - done)
+            if done:
+                self._scenario.poll()
+            self._sim.fill(memoryview(buf)[done * nch:], n, t0 + done * set_us)
+            done += n
+            wait = t0 + done * set_us - _now_us()
+            if wait > 0:
+                time.sleep_us(wait)
+        return nsets * set_us
 
 
 class WifiStation:

@@ -1,7 +1,6 @@
 # The simulated world (SPEC section 6), read from a JSON file and re-read when it changes on disk.
 # Runs on the MicroPython unix port (inside the simulated device) and on CPython.
 import json
-import os
 import time
 
 DEFAULT = {
@@ -18,7 +17,7 @@ PHASE_DEFAULT = {"current_a": 0.0, "angle_deg": 0.0, "harmonics": {}, "reversed"
                  "ct_lag_deg": 0.0, "ct_gain": 1.0}
 SENSORS = ("home", "public")
 MAX_HARMONIC = 50
-CHECK_EVERY_MS = 250
+CHECK_EVERY_MS = 50
 
 
 class ScenarioError(ValueError):
@@ -135,7 +134,7 @@ def normalize(raw):
 
 
 class Scenario:
-    """Holds the current world; `poll()` re-reads the file when its mtime or size changed.
+    """Holds the current world; `poll()` (at most every 50 ms) takes the file again when its bytes changed.
 
     `version` grows by one at every change, so users can cache what they derived from `data`.
     A file that fails to parse keeps the previous world and logs why (an editor mid-save is normal).
@@ -157,17 +156,18 @@ class Scenario:
         if not force and time.ticks_diff(now, self._next_check) < 0:
             return False
         self._next_check = time.ticks_add(now, CHECK_EVERY_MS)
+        # The file's bytes, not its mtime: MicroPython's stat has whole seconds, so two edits of the same
+        # size within a second would look alike. A scenario is small; reading it costs microseconds.
         try:
-            st = os.stat(self.path)
+            with open(self.path, "rb") as f:
+                raw = f.read()
         except OSError:
             return False
-        stamp = (st[8], st[6])
-        if stamp == self._stamp and not force:
+        if raw == self._stamp and not force:
             return False
-        self._stamp = stamp
+        self._stamp = raw
         try:
-            with open(self.path) as f:
-                data = normalize(json.load(f))
+            data = normalize(json.loads(raw))
         except (ValueError, TypeError, KeyError) as e:
             print("scenario: keeping the previous world, %s is not usable: %s" % (self.path, e))
             return False
