@@ -115,3 +115,16 @@ def test_button_follows_the_scenario():
         json.dump(WORLD, f)
     sc.poll(force=True)
     assert not hal.button_pressed()
+
+
+def test_two_edits_of_the_same_size_within_a_second_are_both_seen():
+    # stat's mtime has whole seconds on MicroPython: the world is compared by the file's bytes.
+    path, sc = world({"phases": [{"current_a": 10.0}]})
+    for amps in (40.0, 41.0):                       # same length, well within one second
+        with open(path, "w") as f:
+            json.dump({"phases": [{"current_a": amps}]}, f)
+        time.sleep_ms(scenario.CHECK_EVERY_MS + 5)
+        assert sc.poll(), amps
+        assert sc.data["phases"][0]["current_a"] == amps
+    time.sleep_ms(scenario.CHECK_EVERY_MS + 5)
+    assert not sc.poll()                            # unchanged: nothing re-read
