@@ -66,7 +66,6 @@ class Device:
         self.heartbeats = {}
         self.stopping = False
         self.readings = None          # the latest readings message (SPEC 4)
-        self.readings_event = asyncio.Event()
         self.boot_ms = time.ticks_ms()
         self.uplink = Uplink(self)
         self.max_late_ms = 0          # the latest a readings window has closed since boot
@@ -150,8 +149,7 @@ async def metering_task(dev):
         readings["time"] = unix_time()
         readings["interval_s"] = settings["interval_s"]
         dev.readings = readings
-        dev.readings_event.set()
-        dev.uplink.window(readings)
+        dev.uplink.wake.set()            # new readings to publish
         if dev.energy_store.due(now):
             save_energy(dev, now)
         if dev.settings.current is not settings:

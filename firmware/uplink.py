@@ -42,11 +42,6 @@ def _target(settings, override):
     return m["host"], m["port"], m["tls"]
 
 
-def _link_settings(s):
-    """What a change of needs a new connection."""
-    return s["mqtt"]
-
-
 class Uplink:
     def __init__(self, dev):
         self.dev = dev
@@ -87,10 +82,6 @@ class Uplink:
                 if self.conn is not None:     # a stale alarm after a reconnect would mislead
                     self.queue(self.base() + "/alarm", json.dumps(
                         {"l": k + 1, "current_a": round(amps[k], 2), "limit_a": limit}), False, 1)
-
-    def window(self, readings):
-        """A new readings window: wake the sender."""
-        self.wake.set()
 
     def queue(self, topic, payload, retain, qos):
         if len(self.outbox) >= MAX_OUTBOX:
@@ -139,7 +130,7 @@ class Uplink:
         """One connection, from connect to its end (an exception, or a change of broker settings)."""
         dev = self.dev
         s = dev.settings.current
-        link = _link_settings(s)
+        link = s["mqtt"]           # a change of these needs a new connection
         base = self.base()
         ctx = mqtt.tls_context(store.join(dev.flash_dir, s["mqtt"]["ca_file"])) if tls else None
         addr = await resolve(host, port, dev.hal.dns_server())
@@ -173,7 +164,7 @@ class Uplink:
                     raise self.rx_error or OSError("connection closed")
                 if dev.net.network is None:
                     raise OSError("network lost")
-                if self.reconnect or _link_settings(dev.settings.current) != link:
+                if self.reconnect or dev.settings.current["mqtt"] != link:
                     self.reconnect = True
                     await self.goodbye_async()
                     return
@@ -325,7 +316,7 @@ class Uplink:
             return
         log.info("mqtt", "settings changed from config/set")
         self.queue(base + "/config", json.dumps(settings_schema.public_view(new)), True, 1)
-        if _link_settings(new) != _link_settings(old):
+        if new["mqtt"] != old["mqtt"]:
             self.reconnect = True
         elif (new["phases"], new["sensor"], new["ha_discovery"]) != (old["phases"], old["sensor"],
                                                                       old["ha_discovery"]):
