@@ -249,8 +249,10 @@ async def run(dev):
 def save_energy(dev, now):
     try:
         dev.energy_store.save(dev.meter.energy, now)
-    except (OSError, ValueError) as e:      # a full or failing flash must not stop the metering
-        log.error("energy", "counters not saved: %s" % e)
+    except (OSError, ValueError, MemoryError) as e:
+        # A full or failing flash, or a heap too fragmented for the moment, must not stop the metering:
+        # the counters stay in RAM and the next window tries again.
+        log.error("energy", "counters not saved: %r" % e)
 
 
 def shutdown(dev):

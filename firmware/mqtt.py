@@ -165,7 +165,13 @@ class Connection:
 
     def close(self):
         try:
-            self.writer.close()
+            sock = getattr(self.writer, "s", None)
+            if sock is not None:
+                # MicroPython's Stream.close() does nothing (only wait_closed() closes): without this
+                # the socket stayed open, and the broker kept the dead session and its last will.
+                sock.close()
+            else:
+                self.writer.close()
         except Exception:       # already broken: nothing left to release
             pass
 

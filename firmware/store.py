@@ -72,11 +72,13 @@ def _load(path, check, max_size):
         return None, "too large (%d bytes, limit %d)" % (size, max_size)
     try:
         with open(path, "rb") as f:
-            data = f.read(max_size + 1)     # bounded even if the file grew since stat
+            # One byte past what stat saw tells a file that grew since; never max_size at once (a
+            # buffer that large is a needless heap peak on the device at every energy save).
+            data = f.read(size + 1)
     except OSError as e:
         return None, "unreadable (%s)" % e
-    if len(data) > max_size:
-        return None, "too large (over %d bytes)" % max_size
+    if len(data) > size:
+        return None, "changed while being read"
     try:
         obj = json.loads(data.decode())
     except Exception:           # ValueError, UnicodeError, deep nesting, MemoryError: all "not JSON"

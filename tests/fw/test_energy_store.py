@@ -48,3 +48,58 @@ def test_save_is_due_every_period():
     assert store.due(0)
     store.save(counters(0, 0, 0), 1000)
     assert not store.due(1000 + energy.SAVE_EVERY_MS - 1) and store.due(1000 + energy.SAVE_EVERY_MS)
+
+
+def test_a_failed_save_never_stops_the_meter_and_is_tried_again():
+    # Found by make soak: a MemoryError in the save (a fragmented heap) ended the metering task.
+    import app
+
+    class FailingStore:
+        calls = 0
+
+        def save(self, phases, now_ms):
+            FailingStore.calls += 1
+            raise (MemoryError, OSError, ValueError)[FailingStore.calls - 1]()
+
+    class Dev:
+        energy_store = FailingStore()
+
+    class Meter:
+        energy = counters(1, 0, 0)
+
+    Dev.meter = Meter
+    for _ in range(3):
+        app.save_energy(Dev, 0)            # logs, never raises
+    assert FailingStore.calls == 3
+    assert energy.EnergyStore(tmpdir() + "/").due(0)     # never saved: due at once, every window
+
+
+def test_reading_a_stored_file_takes_a_buffer_of_its_size_not_the_limit():
+    import store as st
+
+    d = tmpdir() + "/"
+    energy.EnergyStore(d).save(counters(5, 0, 0), 0)
+    reads = []
+
+    class Spy:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+        def read(self, n=-1):
+            reads.append(n)
+            return self.f.read(n)
+
+    real_open = open
+    st.open = lambda path, mode="r": Spy(real_open(path, mode))
+    try:
+        doc, source = st.read_json(d + "energy.json", energy.check_state)
+    finally:
+        del st.open
+    assert source == "main" and doc is not None
+    assert reads and max(reads) < 1024, reads       # the file is ~200 bytes; the limit is 8 KB

@@ -288,3 +288,20 @@ def test_a_dns_server_that_never_answers_stalls_nothing(tmp_path):
     finally:
         rig.close()
         ns.close()
+
+
+def test_broker_credentials_from_config_set_reconnect_and_never_leave_the_device(rig):
+    rig.sub.wait_for(BASE + "/config", timeout=20)
+    secret = "s3cret-broker-pass"
+    t0 = _config_set(rig, {"mqtt": {"username": "meter", "password": secret}})
+    # A change of the broker settings ends the session in order and connects again with them.
+    rig.sub.wait_for(BASE + "/status", lambda m: m.payload == b"offline" and m.t > t0, timeout=10)
+    rig.sub.wait_for(BASE + "/status", lambda m: m.payload == b"online" and m.t > t0, timeout=15)
+    echo = rig.sub.wait_for(BASE + "/config", lambda m: m.t > t0, timeout=10).json()
+    assert echo["mqtt"]["username"] == "meter" and echo["mqtt"]["password_set"] is True
+    rig.next_readings(2)
+    assert "connected to" in rig.sim.log()
+    for m in rig.sub.messages():
+        if m.topic != BASE + "/config/set":          # what the test itself sent
+            assert secret.encode() not in m.payload and b"12345678" not in m.payload, m.topic
+    assert secret not in rig.sim.log() and "12345678" not in rig.sim.log()

@@ -134,3 +134,24 @@ def test_tls_with_a_wrong_ca_is_refused(tmp_path):
     finally:
         rig.close()
         broker.stop()
+
+
+def test_losing_the_network_ends_the_session_and_its_return_starts_a_new_one(tmp_path):
+    from uplink_rig import SCENARIO
+
+    rig = Rig(tmp_path).start()
+    try:
+        _online_after(rig, 0, 30)
+        t0 = time.monotonic()
+        rig.sim.write_scenario(dict(SCENARIO, lan={"link": False}))     # the cable is pulled
+        # The device cannot say goodbye without a network: the broker's last will says it.
+        rig.sub.wait_for(BASE + "/status", lambda m: m.payload == b"offline" and m.t > t0, timeout=10)
+        rig.sim.wait_for("mqtt: 127.0.0.1:%d: OSError: network lost" % rig.broker.port, timeout=5)
+        _watch_cadence(rig.sim, 3)
+        t1 = time.monotonic()
+        rig.sim.write_scenario(SCENARIO)
+        _online_after(rig, t1, 15)
+        assert_on_time(rig.next_readings(3))
+        assert not late_warnings(rig.sim.log())
+    finally:
+        rig.close()
