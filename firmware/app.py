@@ -105,10 +105,9 @@ class Sampler:
             self._open()
 
     def burst(self, ms):
-        """One burst; returns its RMS current per phase."""
+        """One burst; returns its BurstResult."""
         nsets = min(self.max_sets, ms * 1000 // self.set_us)
-        res = self.meter.add_burst(self.buf, nsets, self.adc.read_burst(self.buf, nsets))
-        return self.meter.burst_currents(res)
+        return self.meter.add_burst(self.buf, nsets, self.adc.read_burst(self.buf, nsets))
 
 
 async def metering_task(dev):
@@ -125,7 +124,10 @@ async def metering_task(dev):
         left = time.ticks_diff(next_close, now)
         if left > MIN_BURST_MS:
             # The window's last burst shrinks to end on time: readings keep their cadence.
-            dev.uplink.currents(sampler.burst(min(BURST_MS, left)))
+            res = sampler.burst(min(BURST_MS, left))
+            # The supply alarm watches every burst; without a limit there is nothing to compute.
+            watch = dev.settings.current["supply_max_a"] is not None
+            dev.uplink.currents(sampler.meter.burst_currents(res) if watch else None)
             await asyncio.sleep_ms(GAP_MS)
             continue
         if left > 0:

@@ -67,8 +67,12 @@ class Uplink:
 
     # -- called by the metering task -----------------------------------------------------------
     def currents(self, amps):
-        """RMS current per phase of the latest burst (every ~0.27 s): an alarm goes out at once, not
-        at the next readings window (SPEC 3 `alarm`)."""
+        """RMS current per phase of the latest burst (every ~0.27 s), or None while no supply limit is
+        set: an alarm goes out at once, not at the next readings window (SPEC 3 `alarm`)."""
+        if amps is None:
+            for k in range(3):          # re-armed, in place: nothing allocated per burst
+                self.over[k] = False
+            return
         limit = self.dev.settings.current["supply_max_a"]
         now = time.ticks_ms()
         for k in range(len(amps)):

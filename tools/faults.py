@@ -28,7 +28,7 @@ sys.path[:0] = [os.path.join(ROOT, "tests", "host"), os.path.join(ROOT, "tools")
 
 from brokers import Mosquitto, Subscriber  # noqa: E402
 from simctl import Sim  # noqa: E402
-from uplink_rig import BASE, SCENARIO, Rig, api_readings, late_warnings  # noqa: E402
+from uplink_rig import BASE, SCENARIO, Rig, api_readings, late_warnings, windows_on_time  # noqa: E402
 
 from mpenv import use_firmware_on_cpython  # noqa: E402
 
@@ -271,8 +271,7 @@ def bad_input(work, rng, rounds):
         time.sleep(2)
         after = readings(rig.sim)
         log = rig.sim.log()
-        on_time = after is not None and abs((after["seq"] - before["seq"])
-                                            - (after["uptime_s"] - before["uptime_s"])) <= 1
+        on_time = after is not None and windows_on_time(before, after)
         row("malformed HTTP requests", http, crashes=crashes(log), stalls=len(late_warnings(log)))
         row("malformed DNS packets", dns, crashes=crashes(log), stalls=len(late_warnings(log)))
         answered = len(rig.sub.messages(BASE + "/config/error"))
@@ -327,7 +326,7 @@ def _survives(work, heap_kb, seconds):
         log = rig.sim.log()
         ok = (last is not None and crashes(log) == 0 and "MemoryError" not in log
               and len(rig.sub.messages(BASE + "/readings")) >= seconds - 3
-              and abs((last["seq"] - first["seq"]) - (last["uptime_s"] - first["uptime_s"])) <= 1)
+              and windows_on_time(first, last))
         return ok, log
     finally:
         rig.close()

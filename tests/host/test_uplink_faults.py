@@ -4,7 +4,7 @@ import time
 
 import pytest
 from brokers import Mosquitto, SilentBroker, StallProxy, Subscriber, make_tls_files
-from uplink_rig import BASE, Rig, api_readings, assert_on_time, late_warnings
+from uplink_rig import BASE, Rig, api_readings, assert_on_time, late_warnings, windows_on_time
 
 POWER_W = 230.0 * 10.0 + 230.0 * 16.0 * 0.9063      # the rig's scenario: L1 + L2 (25 degrees)
 
@@ -24,7 +24,7 @@ def _watch_cadence(sim, seconds):
     seqs = sorted(seen)
     first, last = seen[seqs[0]], seen[seqs[-1]]
     # one window per interval: as many windows as seconds of uptime went by
-    assert abs((last["seq"] - first["seq"]) - (last["uptime_s"] - first["uptime_s"])) <= 1, (first, last)
+    assert windows_on_time(first, last), (first, last)
     assert last["import_wh"] > first["import_wh"]
     return first, last
 

@@ -88,6 +88,11 @@ def late_warnings(log):
     return [line for line in log.splitlines() if "window closed" in line and "late" in line]
 
 
+def windows_on_time(first, last, interval=1.0):
+    """Between two readings, one window closed per interval of uptime (within one window)."""
+    return abs((last["seq"] - first["seq"]) - (last["uptime_s"] - first["uptime_s"]) / interval) <= 1
+
+
 def assert_on_time(readings, interval=1.0, slack=0.1):
     """Consecutive readings: seq grows by one and uptime_s by the interval (within slack)."""
     for a, b in zip(readings, readings[1:], strict=False):
