@@ -7,15 +7,18 @@ STATE ?= .sim-state
 SCENARIO ?= tools/scenarios/default.json
 PYTEST_ARGS ?=
 
-.PHONY: setup sim test check bench faults soak deploy clean
+.PHONY: setup system sim test check bench faults soak deploy clean
 
-$(SETUP_STAMP): requirements.txt tools/setup_deps.py
+# Debian packages the tests and the simulator start for real (apt-get as root; else one line saying how).
+system:
+	@bash tools/setup_system.sh
+
+$(SETUP_STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r requirements.txt
-	$(PY) tools/setup_deps.py
 	touch $@
 
-setup: $(SETUP_STAMP)
+setup: system $(SETUP_STAMP)
 
 sim: setup
 	$(PY) tools/run_sim.py --state $(STATE) --scenario $(SCENARIO)
@@ -24,7 +27,7 @@ check: setup
 	$(PY) tools/check_firmware.py
 
 test: check
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 # Not part of make test: the engine against a plain float implementation, heap per sample and window;
 # then the uplink's latencies on loopback (needs mosquitto).

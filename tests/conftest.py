@@ -101,8 +101,20 @@ class FirmwareTest(pytest.Item):
         return self.path, 0, "%s::%s" % (self.path.name, self.name)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Files with tests marked slow first, the file with the most of them first: make test runs files in
+    parallel (pytest-xdist, one file per worker at a time, in this order), so the long ones must not be
+    left for last. Within a file the order stays."""
+    slow = {}
+    for item in items:
+        if item.get_closest_marker("slow"):
+            slow[item.path] = slow.get(item.path, 0) + 1
+    items.sort(key=lambda item: -slow.get(item.path, 0))
+
+
 def pytest_terminal_summary(terminalreporter):
-    """Say how many firmware tests ran, and passed, under each runtime."""
+    """Say how many firmware tests ran, and passed, under each runtime (with pytest-xdist the workers'
+    reports reach this process's terminal reporter too)."""
     counts = {}
     for outcome in ("passed", "failed", "error"):
         for rep in terminalreporter.stats.get(outcome, []):

