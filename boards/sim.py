@@ -1,15 +1,16 @@
-# The simulated board: what `tools/sim` runs. Same front end as the ESP32 DevKitC board, with the
-# hardware layer replaced by its simulated twin (tools/simhw/hal_sim.py).
+# The simulated board: what `tools/sim` runs. The ESP32 DevKitC's inputs on the same analog front end,
+# with the hardware layer replaced by its simulated twin (tools/simhw/hal_sim.py).
+# Front-end scale factors: see esp32_devkitc.py (same front end, same numbers), so the simulated
+# ADC (tools/simhw/sim_adc.py) codes a current or voltage as a real board would.
 NAME = "sim"
 HAL = "hal_sim"
 ADC_PINS = {"v1": 36, "v2": 39, "v3": 34, "i1": 35, "i2": 32, "i3": 33}
 ADC_BITS = 12
 ADC_READ_US = 35
-# 390 V full range: 390 * sqrt(2) = 551.5 V peak on a 2048-count half range with 10 % headroom.
-V_PER_COUNT = 0.2993
-# Rated current * 1.2 * sqrt(2) fills about 1850 counts of the 2048-count half range.
-A_PER_COUNT = {"home": 0.0917, "public": 0.3669}
+V_PER_COUNT = 0.2878
+A_PER_COUNT = {"home": 0.1009, "public": 0.4036}
 BUTTON_PIN = 0
-# The simulated board has a LAN port too (scenario "lan": {"link": true}) so LAN-first can be tried.
+# Unlike the DevKitC, the simulated board has a LAN port too (scenario "lan": {"link": true}) so
+# LAN-first can be tried, and a status LED.
 LAN = {"phy": "LAN8720", "phy_addr": 0, "mdc": 23, "mdio": 18, "power": 12, "clock": "GPIO17_OUT"}
 STATUS_LED = 2

@@ -9,9 +9,10 @@ from array import array
 import identity
 import log
 from energy import EnergyStore
-from metering import Metering
+from meter import Meter
 from netsup import NetworkSupervisor
 from portal import Portal
+from readings_json import Exact
 from settings import Settings
 from uplink import Uplink
 from version import VERSION
@@ -65,13 +66,13 @@ class Device:
         self.net = NetworkSupervisor(self.hal, self.flash_dir, self.serial, self.pin)
         self.heartbeats = {}
         self.stopping = False
-        self.readings = None          # the latest readings message (SPEC 4)
+        self.readings = None          # the latest readings message (contract §4)
         self.boot_ms = time.ticks_ms()
         self.uplink = Uplink(self)
         self.max_late_ms = 0          # the latest a readings window has closed since boot
 
     def uplink_state(self):
-        """disabled | connecting | connected (the MQTT uplink; SPEC 2 /api/status)."""
+        """disabled | connecting | connected (the MQTT uplink; contract §2 /api/status)."""
         return self.uplink.state
 
     def beat(self, task):
@@ -89,7 +90,7 @@ class Sampler:
     """The ADC, its burst buffer and the meter, rebuilt when settings change the channel layout."""
 
     def __init__(self, dev, settings, counters):
-        self.meter = Metering(dev.board, settings, counters=counters)
+        self.meter = Meter(dev.board, settings, counters=counters)
         self.hal = dev.hal
         self._open()
 
@@ -105,7 +106,7 @@ class Sampler:
             self._open()
 
     def burst(self, ms):
-        """One burst; returns its BurstResult."""
+        """One burst; returns its CycleStats."""
         nsets = min(self.max_sets, ms * 1000 // self.set_us)
         return self.meter.add_burst(self.buf, nsets, self.adc.read_burst(self.buf, nsets))
 
@@ -117,7 +118,10 @@ async def metering_task(dev):
     dev.meter = sampler.meter
     seq = 0
     last_close = dev.last_close = time.ticks_ms()
-    next_close = time.ticks_add(last_close, int(settings["interval_s"] * 1000))
+    # Uptime as whole seconds + ms summed window by window: ticks_diff from boot wraps after 6.2 days.
+    up_s, up_ms = 0, time.ticks_diff(last_close, dev.boot_ms)
+    interval_s = settings["interval_s"]          # what the running window was scheduled for
+    next_close = time.ticks_add(last_close, int(interval_s * 1000))
     while not dev.stopping:
         dev.beat("metering")
         now = time.ticks_ms()
@@ -139,24 +143,29 @@ async def metering_task(dev):
             if late > LATE_WARN_MS:
                 log.warn("meter", "window closed %d ms late" % late)
         # The window's energy covers all the time since the last close: none is lost in gaps.
-        readings = sampler.meter.close_window(time.ticks_diff(now, last_close) / 1000)
+        elapsed_ms = time.ticks_diff(now, last_close)
+        readings = sampler.meter.close_window(elapsed_ms / 1000)
         last_close = dev.last_close = now
-        interval_ms = int(settings["interval_s"] * 1000)
-        next_close = time.ticks_add(next_close, interval_ms)
-        if time.ticks_diff(next_close, now) <= 0:       # fell behind (a long stall): start afresh
-            next_close = time.ticks_add(now, interval_ms)
+        up_ms += elapsed_ms
+        up_s, up_ms = up_s + up_ms // 1000, up_ms % 1000
         seq += 1
         readings["seq"] = seq
-        readings["uptime_s"] = round(time.ticks_diff(now, dev.boot_ms) / 1000, 3)
+        readings["uptime_s"] = Exact(up_s, up_ms, 3)
         readings["time"] = unix_time()
-        readings["interval_s"] = settings["interval_s"]
+        readings["interval_s"] = interval_s
         dev.readings = readings
         dev.uplink.wake.set()            # new readings to publish
         if dev.energy_store.due(now):
             save_energy(dev, now)
+        # New settings apply from the next window on, which runs at their interval.
         if dev.settings.current is not settings:
             settings = dev.settings.current
             sampler.reconfigure(settings)
+        interval_s = settings["interval_s"]
+        interval_ms = int(interval_s * 1000)
+        next_close = time.ticks_add(next_close, interval_ms)
+        if time.ticks_diff(next_close, now) <= 0:       # fell behind (a long stall): start afresh
+            next_close = time.ticks_add(now, interval_ms)
 
 
 async def network_task(dev):
@@ -169,46 +178,47 @@ async def network_task(dev):
         await asyncio.sleep_ms(250)
 
 
-async def portal_task(dev):
-    """The portal's HTTP server, up while it may be used (on a device: while the access point is)."""
-    import httpd
-
-    host, port = dev.hal.portal_address()
-    portal = Portal(dev, host, port)
+async def serve_while_portal_up(dev, tag, start):
+    """Keep a portal-side server up while the portal may be used (on a device: while the access point
+    is), down otherwise. start() -> a server with close() and wait_closed(); a failed start is tried
+    again a second later."""
     server = None
     while True:
         want = dev.hal.ap.active() or not dev.hal.portal_needs_ap
         try:
             if want and server is None:
-                server = await httpd.serve(host, port, portal.handle)
-                log.info("portal", "serving %s" % portal.base)
+                server = await start()
             elif not want and server is not None:
                 server.close()
                 await server.wait_closed()
                 server = None
-                log.info("portal", "stopped")
-        except OSError as e:
-            log.warn("portal", "cannot serve on %s:%d: %s" % (host, port, e))
+                log.info(tag, "stopped")
+        except Exception as e:      # e.g. the address is taken: never a dead task
+            log.warn(tag, "cannot serve: %r" % e)
         await asyncio.sleep_ms(1000)
+
+
+async def portal_task(dev):
+    """The portal's HTTP server."""
+    import httpd
+
+    host, port = dev.hal.portal_address()
+    portal = Portal(dev, host, port)
+
+    async def start():
+        server = await httpd.serve(host, port, portal.handle)
+        log.info("portal", "serving %s" % portal.base)
+        return server
+
+    await serve_while_portal_up(dev, "portal", start)
 
 
 async def dns_task(dev):
-    """The captive DNS server, up with the portal (on a device: while the access point is)."""
+    """The captive DNS server, up with the portal."""
     import dnsd
 
     host, port = dev.hal.dns_address()
-    task = None
-    while True:
-        want = dev.hal.ap.active() or not dev.hal.portal_needs_ap
-        if task is not None and task.done():     # it could not bind (or ended): try again later
-            task = None
-        if want and task is None:
-            task = asyncio.create_task(dnsd.serve(host, port, dev.hal.ap.ip()))
-        elif not want and task is not None:
-            task.cancel()
-            task = None
-            log.info("dns", "stopped")
-        await asyncio.sleep_ms(1000)
+    await serve_while_portal_up(dev, "dns", lambda: dnsd.serve(host, port, dev.hal.ap.ip()))
 
 
 async def watchdog_task(dev):
@@ -230,7 +240,8 @@ async def status_task(dev):
             parts = ["L%d %.1fV %.2fA %.0fW%s" % (p["l"], p["voltage_v"], p["current_a"], p["power_w"],
                                                  " [" + ",".join(p["flags"]) + "]" if p["flags"] else "")
                      for p in r["phases"]]
-            log.info("meter", "#%d %s Hz  %s" % (r["seq"], r["freq_hz"], "  ".join(parts)))
+            freq = "%.2f" % r["freq_hz"] if r["freq_hz"] is not None else "-"
+            log.info("meter", "#%d %s Hz  %s" % (r["seq"], freq, "  ".join(parts)))
         log.info("app", "free heap %d, uplink %s, latest window close %d ms late"
                  % (gc.mem_free(), dev.uplink.state, dev.max_late_ms))
 

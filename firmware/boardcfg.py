@@ -3,6 +3,8 @@
 # CPython (tools/deploy.py validates before anything is built).
 import os
 
+from settings import is_number
+
 DEVICE_MODULE = "board"      # tools/deploy.py installs the chosen board file as /board.py
 CHANNELS = ("v1", "v2", "v3", "i1", "i2", "i3")
 REQUIRED_CHANNELS = ("v1", "i1", "i2", "i3")
@@ -30,10 +32,6 @@ def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 class _Checker:
     """Checks one board, remembering which field already holds each GPIO."""
 
@@ -57,19 +55,24 @@ class _Checker:
             self.fail(field, "= GPIO %d is already used by %s" % (pin, self.owner[pin]))
         self.owner[pin] = field
 
+    def names(self, field, table, allowed, kind, required, missing):
+        """Every key of `table` is one of `allowed` (a `kind`), and each of `required` is there."""
+        for name in table:
+            if name not in allowed:
+                self.fail("%s['%s']" % (field, name), "is not a %s (use %s)" % (kind, ", ".join(allowed)))
+        for name in required:
+            if name not in table:
+                self.fail(field, missing % name)
+
     def positive(self, field, value):
-        if not _is_number(value) or not value > 0:
+        if not is_number(value) or not value > 0:
             self.fail(field, "= %r must be a positive number" % (value,))
 
     def adc_pins(self, pins):
         if not isinstance(pins, dict):
             self.fail("ADC_PINS", "must be a dict of channel -> GPIO")
-        for ch in pins:
-            if ch not in CHANNELS:
-                self.fail("ADC_PINS['%s']" % ch, "is not a channel (use %s)" % ", ".join(CHANNELS))
-        for ch in REQUIRED_CHANNELS:
-            if ch not in pins:
-                self.fail("ADC_PINS", "has no %s input (v1, i1, i2 and i3 are required)" % ch)
+        self.names("ADC_PINS", pins, CHANNELS, "channel", REQUIRED_CHANNELS,
+                   "has no %s input (v1, i1, i2 and i3 are required)")
         if ("v2" in pins) != ("v3" in pins):
             self.fail("ADC_PINS", "has only one of v2 and v3: give both (3 voltages) or neither")
         for ch in CHANNELS:     # fixed order: the same board always gives the same message
@@ -148,12 +151,8 @@ def validate(mod):
     apc = mod.A_PER_COUNT
     if not isinstance(apc, dict):
         check.fail("A_PER_COUNT", "must be a dict of sensor -> amps per count")
-    for s in apc:
-        if s not in SENSORS:
-            check.fail("A_PER_COUNT['%s']" % s, "is not a sensor (use %s)" % ", ".join(SENSORS))
+    check.names("A_PER_COUNT", apc, SENSORS, "sensor", SENSORS, "has no '%s' sensor")
     for s in SENSORS:
-        if s not in apc:
-            check.fail("A_PER_COUNT", "has no '%s' sensor" % s)
         check.positive("A_PER_COUNT['%s']" % s, apc[s])
     check.lan(mod.LAN)
     if mod.BUTTON_PIN is not None:

@@ -1,4 +1,4 @@
-# Installer diagnostics (SPEC 4 `flags`): each flag needs several windows in a row to turn on and
+# Installer diagnostics (contract §4 `flags`): each flag needs several windows in a row to turn on and
 # several to turn off again, so a passing load change or noise never makes it flicker.
 import math
 

@@ -1,23 +1,49 @@
-# The DNS server task: one UDP socket, answers from dns.py; nothing a client sends can stop it.
+# The captive DNS server (contract §2): one UDP socket, answers from dnsreply.py; nothing a client sends can
+# stop it. serve() and the Server it returns behave as httpd.serve()'s (close, wait_closed), so the
+# application starts and stops both the same way.
 import asyncio
 import socket
 
 import dnsreply
+import inet
 import log
 
 POLL_MS = 20                 # idle wait between empty reads (non-blocking socket, no busy loop)
 BURST = 128                  # datagrams handled per wake-up (each takes microseconds), then yield
 
-stats = {"answered": 0, "dropped": 0, "errors": 0}
+
+class Server:
+    def __init__(self, sock, ip4):
+        self.task = asyncio.create_task(_answer(sock, ip4))
+
+    def close(self):
+        self.task.cancel()
+
+    async def wait_closed(self):
+        try:
+            await self.task
+        except asyncio.CancelledError:
+            pass
 
 
-async def serve(host, port, ip="192.168.251.1"):
-    ip4 = dnsreply.ip_bytes(ip)
+async def serve(host, port, ip):
+    """Answer every A query on host:port with `ip`; raises OSError at once when it cannot bind."""
+    ip4 = inet.ipv4_bytes(ip)
+    if ip4 is None:
+        raise ValueError("not an IPv4 address: %s" % ip)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(socket.getaddrinfo(host, port)[0][-1])
-    sock.setblocking(False)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(socket.getaddrinfo(host, port)[0][-1])
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
     log.info("dns", "serving %s:%d (every name -> %s)" % (host, port, ip))
+    return Server(sock, ip4)
+
+
+async def _answer(sock, ip4):
     try:
         while True:
             for _ in range(BURST):
@@ -27,13 +53,10 @@ async def serve(host, port, ip="192.168.251.1"):
                     break
                 try:
                     reply = dnsreply.answer(packet, ip4)
-                    if reply is None:
-                        stats["dropped"] += 1
-                    else:
+                    if reply is not None:
                         sock.sendto(reply, client)
-                        stats["answered"] += 1
                 except Exception:    # one bad packet or a failed send never stops the server
-                    stats["errors"] += 1
+                    pass
             await asyncio.sleep_ms(POLL_MS)
     finally:
         sock.close()

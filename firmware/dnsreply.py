@@ -1,17 +1,10 @@
-# Captive-portal DNS (SPEC 2): every A query is answered with the portal's address, any other query
+# Captive-portal DNS (contract §2): every A query is answered with the portal's address, any other query
 # gets an empty NOERROR answer, and anything malformed is dropped. Pure logic on bytes; bounds-checked
 # everywhere, so no packet can make it read past its end or loop.
 MAX_PACKET = 1232            # beyond a sane EDNS UDP size: drop
 TTL = 60
 TYPE_A = 1
 CLASS_IN = 1
-
-
-def ip_bytes(text):
-    parts = [int(p) for p in text.split(".")]
-    if len(parts) != 4 or not all(0 <= p <= 255 for p in parts):
-        raise ValueError("not an IPv4 address: %s" % text)
-    return bytes(parts)
 
 
 def _question_end(packet):
@@ -38,7 +31,8 @@ def _question_end(packet):
 
 
 def answer(packet, ip4):
-    """The reply to one DNS query datagram, or None to drop it."""
+    """The reply to one DNS query datagram, or None to drop it; ip4: the 4 bytes of the address every
+    A query gets (inet.ipv4_bytes)."""
     n = len(packet)
     if n < 12 or n > MAX_PACKET:
         return None

@@ -2,8 +2,10 @@
 #
 # The ESP32's floats are 32-bit: adding 0.06 Wh to a 1,234,567.8 Wh float would simply be lost.
 # So the running total is an int of Wh and only a remainder below 3600 J is a float, which keeps
-# its precision (~0.2 mJ) forever: no drift, however long the meter runs.
+# its precision (~0.2 mJ) forever: no drift, however long the meter runs. The readings show the
+# counters from these integers too (hundredths()), never through a float of the whole total.
 J_PER_WH = 3600.0
+J_PER_HUNDREDTH_WH = 36.0
 
 
 class Counter:
@@ -11,7 +13,8 @@ class Counter:
 
     def __init__(self, wh=0, rem_j=0.0):
         self.wh = int(wh)
-        self.rem_j = float(rem_j)
+        self.rem_j = 0.0
+        self.add_j(float(rem_j))       # a stored remainder may hold up to 2 Wh (check_state)
 
     def add_j(self, joules):
         if joules <= 0:
@@ -24,6 +27,11 @@ class Counter:
 
     def value_wh(self):
         return self.wh + self.rem_j / J_PER_WH
+
+    def hundredths(self):
+        """The remainder in whole hundredths of a Wh (0-99, rounded down): the count is
+        wh + hundredths / 100 to the last digit, however large wh is."""
+        return min(99, int(self.rem_j // J_PER_HUNDREDTH_WH))
 
     def state(self):
         return [self.wh, self.rem_j]
@@ -75,7 +83,7 @@ def from_state(doc, nphases=3):
 
 
 FILE = "energy.json"
-SAVE_EVERY_MS = 30000    # a power cut loses at most this much (SPEC 3 allows 60 s)
+SAVE_EVERY_MS = 30000    # a power cut loses at most this much (contract §3 allows 60 s)
 
 
 class EnergyStore:

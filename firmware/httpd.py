@@ -1,10 +1,11 @@
-# Hardened HTTP/1.1 server core for the captive portal (SPEC 2): small, bounded and safe against hostile
+# Hardened HTTP/1.1 server core for the captive portal (contract §2): small, bounded and safe against hostile
 # clients. One request per connection (Connection: close), every limit below enforced while reading, so a
 # client can never make the server buffer more than a few KB or hold a connection for long.
 # The parsers are plain functions that raise only HttpError; serve() runs on asyncio streams.
 import asyncio
 import json
 
+import inet
 import log
 
 MAX_REQUEST_LINE = 512      # bytes, without CRLF; longer -> 400
@@ -59,6 +60,21 @@ def _strip_eol(line):
     return line
 
 
+# Lead bytes of multi-byte UTF-8 (RFC 3629 table 3-7): (first, last, continuation bytes, range of the
+# second byte); later continuation bytes are always 0x80-0xBF.
+_UTF8_LEADS = ((0xC2, 0xDF, 1, 0x80, 0xBF), (0xE0, 0xE0, 2, 0xA0, 0xBF), (0xE1, 0xEC, 2, 0x80, 0xBF),
+               (0xED, 0xED, 2, 0x80, 0x9F), (0xEE, 0xEF, 2, 0x80, 0xBF), (0xF0, 0xF0, 3, 0x90, 0xBF),
+               (0xF1, 0xF3, 3, 0x80, 0xBF), (0xF4, 0xF4, 3, 0x80, 0x8F))
+
+
+def _utf8_lead(c):
+    """(continuation bytes, second byte's range) of the lead byte c, or None when c cannot lead."""
+    for first, last, k, lo, hi in _UTF8_LEADS:
+        if first <= c <= last:
+            return k, lo, hi
+    return None
+
+
 def _check_utf8(b):
     """Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF): MicroPython's own
     decoder lets those through, so both runtimes check here and agree."""
@@ -68,26 +84,11 @@ def _check_utf8(b):
         if c < 0x80:
             i += 1
             continue
-        lo, hi = 0x80, 0xBF
-        if 0xC2 <= c <= 0xDF:
-            k = 1
-        elif 0xE0 <= c <= 0xEF:
-            k = 2
-            if c == 0xE0:
-                lo = 0xA0
-            elif c == 0xED:
-                hi = 0x9F
-        elif 0xF0 <= c <= 0xF4:
-            k = 3
-            if c == 0xF0:
-                lo = 0x90
-            elif c == 0xF4:
-                hi = 0x8F
-        else:
+        lead = _utf8_lead(c)
+        if lead is None:
             return False
-        if i + k >= n:
-            return False
-        if not lo <= b[i + 1] <= hi:
+        k, lo, hi = lead
+        if i + k >= n or not lo <= b[i + 1] <= hi:
             return False
         for j in range(i + 2, i + k + 1):
             if not 0x80 <= b[j] <= 0xBF:
@@ -392,14 +393,9 @@ async def _read_request(reader, remote):
 
 def _peer(writer):
     try:
-        addr = writer.get_extra_info("peername")
-        if isinstance(addr, tuple):
-            return "%s:%d" % (addr[0], addr[1])
-        if len(addr) >= 8 and addr[0] + addr[1] == 2:   # unix port: raw sockaddr_in (AF_INET = 2)
-            return "%d.%d.%d.%d:%d" % (addr[4], addr[5], addr[6], addr[7], addr[2] << 8 | addr[3])
-    except Exception:
-        pass
-    return "?"
+        return "%s:%d" % inet.ip_port(writer.get_extra_info("peername"))
+    except Exception:       # not IPv4, or no address at all: only a log line is missing it
+        return "?"
 
 
 async def _call(handler, req):
@@ -435,16 +431,6 @@ async def _send(writer, head, body):
         return False
 
 
-async def _close(writer, clean):
-    try:
-        if not clean and hasattr(writer, "transport"):
-            writer.transport.abort()     # CPython would otherwise keep flushing to a stalled client
-        writer.close()
-        await writer.wait_closed()
-    except Exception:
-        pass
-
-
 async def handle_connection(reader, writer, handler):
     """Serve one request on one connection, then close it. Never raises."""
     _active[0] += 1
@@ -477,7 +463,8 @@ async def handle_connection(reader, writer, handler):
         log.error("httpd", "connection failed with %s" % type(e).__name__)
     finally:
         _active[0] -= 1
-        await _close(writer, clean)
+        # Not clean: CPython would otherwise keep flushing to a stalled client.
+        inet.close_stream(writer, abort=not clean)
 
 
 async def serve(host, port, handler):

@@ -1,193 +1,124 @@
-# One burst of raw sample sets -> per-phase sums over whole mains cycles (float math once per burst).
-#
-# The method follows emonLibCM rather than EmonLib: the DC bias is tracked from the data, the span
-# is a whole number of cycles between rising zero crossings of V1, the multiplex skew and the CT's
-# phase error are compensated, and the frequency comes from the crossings' interpolated times.
-#
-# Phase compensation without per-sample interpolation: the kernel sums v[n-d]*i[n] and v[n-d-1]*i[n]
-# for an integer delay d; for the fundamental, G(tau) = <v(t - tau) i(t)> = C cos(psi - w tau), so
-# the value at any tau between the two measured delays follows exactly from them:
-#     G(tau) = (G0 sin(wT + a) - G1 sin(a)) / sin(wT),  a = w (delay0 - tau), T = sample-set period.
-# The same trick shifts V1 by 120/240 degrees to derive L2/L3 voltages (SPEC 1) when only L1 is wired.
+# From bursts to readings. The Meter turns the settings into a channel layout and scale factors,
+# merges each burst's statistics (burst.py) into the running window, and when the window closes
+# scales counts to volts, amps and watts, counts the energy and updates the diagnostics.
 import math
-from array import array
 
-import accum
+import energy
+from burst import BurstAnalyzer, CycleStats, channel_layout
+from diagnostics import PhaseDiagnostics
+from readings_json import Exact
+from settings import RATED_A
 
-F_MIN_HZ = 45.0              # slowest mains we lock on to (sets the pre-roll for derived voltages)
-F_MAX_HZ = 66.0
-MAX_CT_LAG_DEG = 20.0        # the calibration range of i_phase_deg, either sign
-CROSS_HYST = 40              # counts (~12 V): a crossing needs the voltage this far below zero first
-MAX_CROSSINGS = 256
-
-
-def channel_layout(phases, voltage_inputs):
-    """Read order: each voltage next to its current, so their multiplex skew is small."""
-    if phases == 1:
-        return ("v1", "i1")
-    if voltage_inputs == 3:
-        return ("v1", "i1", "v2", "i2", "v3", "i3")
-    return ("v1", "i1", "i2", "i3")
+ZERO_CURRENT_COUNTS = 1.0   # rms counts (after noise removal) below which the current is 0
+# ... or below this fraction of the noise's own rms: the noise estimate is itself noisy, and what it
+# leaves behind grows with the noise (at 5 LSB about 1 count).
+ZERO_CURRENT_NOISE = 0.4
 
 
-class BurstResult:
-    """Whole-cycle statistics of one burst, in ADC counts (scaled to units by the window)."""
-
-    def __init__(self, nphases):
-        self.sets = 0              # sample sets in the whole-cycle span
-        self.freq_hz = None
-        self.v_var = [0.0] * nphases   # voltage variance (derived phases: V1's)
-        self.i_var = [0.0] * nphases   # current variance, white ADC noise removed
-        self.i_noise = [0.0] * nphases  # the white noise variance that was removed
-        self.power = [0.0] * nphases   # mean v*i, phase-compensated
-        self.reactive = [0.0] * nphases  # the same with the voltage a quarter cycle back
-        self.i_clipped = [0] * nphases   # codes on a rail: the CT is beyond the ADC's range
-        self.v_clipped = [0] * nphases
-        self.v_ok = False
+def _energy(counter):
+    return Exact(counter.wh, counter.hundredths(), 2)
 
 
-class BurstMeter:
-    def __init__(self, channels, phases, voltage_inputs, skew_us=None):
-        self.channels = tuple(channels)
-        self.nch = len(channels)
-        self.nphases = phases
-        self.derived = voltage_inputs == 1
-        self.skew_us = skew_us            # per channel; None = evenly spread over the set
-        self.v_index = [self.channels.index("v%d" % (p + 1 if not self.derived else 1))
-                        for p in range(phases)]
-        self.i_index = [self.channels.index("i%d" % (p + 1)) for p in range(phases)]
-        self.ct_lag_deg = [0.0] * phases
-        n = self.nch
-        self.bias = array("i", [2048] * n)
-        self.bias_f = [2048.0] * n
-        self.geo = array("i", [0] * accum.GEOMETRY_WORDS)
-        self.pairs = array("i", [0] * (3 * phases))
-        self.sums = array("i", [0] * accum.sums_words(n, phases))
-        self.part = array("i", [0] * accum.partial_words(n, phases))
-        self.cross = array("i", [0] * MAX_CROSSINGS)
-        self.clips = array("i", [0] * n)
-        self._mean = [0.0] * n
-        self._var = [0.0] * n
-        self._msd = [0.0] * n         # mean squared first difference
-        self.freq_hz = None
+def _total(figures):
+    """The sum of energy figures, exactly: the total is the sum of the phases as shown."""
+    whole = frac = 0
+    for f in figures:
+        whole += f.whole
+        frac += f.frac
+    return Exact(whole + frac // 100, frac % 100, 2)
 
-    def _skew(self, c, set_us):
+
+class Meter:
+    """skew_us / scale: per channel name, from a capture's header (tools/replay); by default the
+    channels are read evenly spaced and scaled by the board's V_PER_COUNT / A_PER_COUNT."""
+
+    def __init__(self, board, settings, skew_us=None, scale=None, counters=None):
+        self.board = board
+        self.skew_us = skew_us
+        self.scale = scale
+        # All three phases count, whatever is wired; `counters` are the ones restored from flash.
+        self.energy = counters or [energy.PhaseEnergy() for _ in range(3)]
+        self.configure(settings)
+
+    def configure(self, settings):
+        """(Re)build for new settings; energy counters carry on untouched."""
+        self.settings = settings
+        self.nphases = settings["phases"]
+        vin = min(settings["voltage_inputs"], getattr(self.board, "MAX_VOLTAGE_INPUTS", 3))
+        self.derived = vin == 1 and self.nphases == 3
+        self.channels = channel_layout(self.nphases, vin)
+        skew = None
         if self.skew_us is not None:
-            return self.skew_us[c]
-        return c * set_us / self.nch
+            skew = [self.skew_us[c] for c in self.channels]
+        self.analyzer = BurstAnalyzer(self.channels, self.nphases, vin, skew)
+        cal = settings["calibration"]
+        self.analyzer.ct_lag_deg = list(cal["i_phase_deg"][:self.nphases])
+        sensor = settings["sensor"]
+        self.rated_a = RATED_A[sensor]
+        per = self.scale or {}
+        v_names = ["v1" if self.derived else "v%d" % (p + 1) for p in range(self.nphases)]
+        self.v_per_count = [per.get(v, self.board.V_PER_COUNT) for v in v_names]
+        self.a_per_count = [per.get("i%d" % (p + 1), self.board.A_PER_COUNT[sensor])
+                            for p in range(self.nphases)]
+        self.diag = [PhaseDiagnostics() for _ in range(self.nphases)]
+        self.window = CycleStats(self.nphases)
+        self.last_power = [0.0] * self.nphases
 
-    def _crossing_time(self, buf, n, level):
-        """Fractional set index where V1 crossed `level` between sets n-1 and n."""
-        v = self.v_index[0]
-        a = buf[(n - 1) * self.nch + v]
-        b = buf[n * self.nch + v]
-        return n - 1 + (level - a) / (b - a) if b != a else float(n)
+    def add_burst(self, buf, nsets, duration_us):
+        """Measure one burst into the window; returns the burst's CycleStats."""
+        stats = self.analyzer.process(buf, nsets, duration_us)
+        self.window.add(stats)
+        return stats
 
-    def process(self, buf, nsets, duration_us):
-        """Measure one burst; returns a BurstResult (v_ok False when there is no usable voltage)."""
-        res = BurstResult(self.nphases)
-        set_us = duration_us / nsets
-        nch = self.nch
-        v1 = self.v_index[0]
-        # Margins for the voltage delays: the CT lag calibration either way, and before the span
-        # 2/3 of a cycle more for a derived L3.
-        margin = int(MAX_CT_LAG_DEG / 360.0 * 1e6 / F_MIN_HZ / set_us) + 2
-        preroll = margin + (int((2.0 / 3.0) * 1e6 / F_MIN_HZ / set_us) + 1 if self.derived else 0)
-        level = self.bias[v1]
-        count = accum.rising_crossings(buf, nch, v1, preroll, nsets - margin, level, CROSS_HYST,
-                                       self.cross, MAX_CROSSINGS)
-        count = min(count, MAX_CROSSINGS)
-        if count >= 2:
-            first = self.cross[0]
-            end = self.cross[count - 1]
-            t0 = self._crossing_time(buf, first, self.bias_f[v1])
-            t1 = self._crossing_time(buf, end, self.bias_f[v1])
-            freq = (count - 1) * 1e6 / ((t1 - t0) * set_us)
-            res.v_ok = F_MIN_HZ <= freq <= F_MAX_HZ
-        if res.v_ok:
-            res.freq_hz = freq
-            self.freq_hz = freq
-        else:
-            # No mains: measure the currents over the whole burst (RMS only, no power).
-            first, end = preroll, nsets - margin
-            freq = self.freq_hz or 50.0
-        w_set = 2 * math.pi * freq * set_us * 1e-6        # mains angle per sample set
-        self._set_pairs(freq, set_us)
-        self._accumulate(buf, first, end)
-        self._finish(res, end - first, w_set)
-        accum.clip_counts(buf, nch, first, end, self.clips)
+    def burst_currents(self, stats):
+        """RMS amps per phase of one burst (~0.2 s): what the supply alarm watches between windows."""
+        gains = self.settings["calibration"]["i_gain"]
+        return [math.sqrt(stats.i_var[p]) * self.a_per_count[p] * gains[p] for p in range(self.nphases)]
+
+    def close_window(self, elapsed_s):
+        """Finish the window that lasted elapsed_s: returns the readings of contract §4 without seq, time,
+        uptime_s and interval_s. Figures are unrounded (readings_json writes their decimals); the
+        energy counts are readings_json.Exact."""
+        w = self.window
+        self.window = CycleStats(self.nphases)
+        s = self.settings
+        cal = s["calibration"]
+        out_phases = []
+        total_p = 0.0
+        v_ok = w.v_ok
         for p in range(self.nphases):
-            res.i_clipped[p] = self.clips[self.i_index[p]]
-            res.v_clipped[p] = self.clips[self.v_index[p]]
-        return res
-
-    def _set_pairs(self, freq, set_us):
-        """Delays and interpolation weights of every phase for this burst's frequency and set period.
-
-        Power = g0 * c0 + g1 * c1 and its quarter-cycle twin = g0 * q0 + g1 * q1 (see the top)."""
-        w = 2 * math.pi * freq * set_us * 1e-6
-        sin_w = math.sin(w)
-        self._frac = []
-        self._coef = []
-        for p in range(self.nphases):
-            vc, ic = self.v_index[p], self.i_index[p]
-            # tau: how far back in time the voltage must be taken for this current sample (us).
-            tau = self.ct_lag_deg[p] / 360.0 / freq * 1e6
-            if self.derived:
-                tau += p / 3.0 / freq * 1e6
-            skew = self._skew(ic, set_us) - self._skew(vc, set_us)
-            d = math.floor((tau - skew) / set_us)
-            self.pairs[3 * p] = vc
-            self.pairs[3 * p + 1] = ic
-            self.pairs[3 * p + 2] = d + accum.DELAY_OFFSET
-            frac = (d * set_us + skew - tau) / set_us          # in (-1, 0]
-            self._frac.append(frac)
-            a = w * frac
-            q = a - math.pi / 2
-            self._coef.append((math.sin(w + a) / sin_w, -math.sin(a) / sin_w,
-                               math.sin(w + q) / sin_w, -math.sin(q) / sin_w))
-
-    def _accumulate(self, buf, first, end):
-        g = self.geo
-        g[accum.G_NCH] = self.nch
-        g[accum.G_FIRST] = first
-        g[accum.G_END] = end
-        g[accum.G_NPAIRS] = self.nphases
-        g[accum.G_CHUNK] = accum.CHUNK_SETS
-        sums = self.sums
-        for k in range(len(sums)):
-            sums[k] = 0
-        accum.accumulate(buf, g, self.bias, self.pairs, sums, self.part)
-
-    def _finish(self, res, n, w_set):
-        res.sets = n
-        cos_w = math.cos(w_set)
-        nch = self.nch
-        mean = self._mean
-        var = self._var
-        msd = self._msd
-        for c in range(nch):
-            s, s2, sd2 = accum.channel_sums(self.sums, c, n)
-            s /= n
-            s2 /= n
-            sd2 /= n
-            mean[c] = s
-            var[c] = max(0.0, s2 - s * s)
-            msd[c] = sd2
-            self.bias_f[c] = self.bias[c] + s
-            self.bias[c] = min(4095, max(0, int(self.bias_f[c] + 0.5)))
-        for p in range(self.nphases):
-            vc, ic = self.v_index[p], self.i_index[p]
-            cross = mean[vc] * mean[ic]
-            g0, g1 = accum.pair_sums(self.sums, nch, p, n)
-            g0 = g0 / n - cross
-            g1 = g1 / n - cross
-            if res.v_ok:
-                c0, c1, q0, q1 = self._coef[p]
-                res.power[p] = g0 * c0 + g1 * c1
-                res.reactive[p] = g0 * q0 + g1 * q1    # the voltage a quarter cycle earlier
-            res.v_var[p] = var[vc] if res.v_ok else 0.0
-            # White noise adds 2 sigma^2 to the mean squared difference; a sine adds 2(1-cos wT) var.
-            noise = max(0.0, (msd[ic] - 2 * (1 - cos_w) * var[ic]) / (2 * cos_w))
-            res.i_var[p] = max(0.0, var[ic] - noise)
-            res.i_noise[p] = noise
+            vgain = cal["v_gain"][0 if self.derived else p]
+            igain = cal["i_gain"][p]
+            v = math.sqrt(w.v_var[p]) * self.v_per_count[p] * vgain if v_ok else 0.0
+            i_counts = math.sqrt(w.i_var[p])
+            scale_p = self.v_per_count[p] * self.a_per_count[p] * vgain * igain
+            sign = -1.0 if s["invert"][p] else 1.0
+            gate = max(ZERO_CURRENT_COUNTS, ZERO_CURRENT_NOISE * math.sqrt(w.i_noise[p]))
+            if i_counts < gate:
+                i = pw = q = 0.0            # no phantom current: noise reads as nothing
+            else:
+                i = i_counts * self.a_per_count[p] * igain
+                pw = sign * w.power[p] * scale_p if v_ok else 0.0
+                q = sign * w.reactive[p] * scale_p if v_ok else 0.0
+            va = v * i
+            if abs(pw) > va:                # rounding of a near-unity power factor
+                pw = math.copysign(va, pw)
+            pf = pw / va if va > 0 else 0.0
+            if w.sets:
+                self.last_power[p] = pw
+            # A window without a burst (the last moment before a shutdown) counts at the last power.
+            self.energy[p].add(pw if w.sets else self.last_power[p], elapsed_s)
+            flags = self.diag[p].update(v, i, pw, q, w.clipped[p], self.rated_a,
+                                        s["generation"], self.derived and p > 0, v_ok)
+            e = self.energy[p]
+            out_phases.append({
+                "l": p + 1, "voltage_v": v, "current_a": i, "power_w": pw, "apparent_va": va, "pf": pf,
+                "import_wh": _energy(e.imported), "export_wh": _energy(e.exported), "flags": flags})
+            total_p += pw
+        return {
+            "freq_hz": w.freq_hz,
+            "phases": out_phases,
+            "power_w": total_p,
+            "import_wh": _total([ph["import_wh"] for ph in out_phases]),
+            "export_wh": _total([ph["export_wh"] for ph in out_phases]),
+        }

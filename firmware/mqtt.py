@@ -1,12 +1,23 @@
-# MQTT 3.1.1 client on asyncio streams: the packets of micropython-lib's umqtt.simple, without its
-# blocking socket calls. umqtt.simple's connect, TLS handshake, publish and wait_msg block the only
-# thread, so a black-holed broker would freeze the metering for as long as a timeout; here every step
-# yields to the event loop and every wait has a deadline (docs/uplink.md).
+# MQTT 3.1.1 client on asyncio streams, shaped like micropython-lib's umqtt.simple MQTTClient (connect,
+# publish, subscribe, a callback for incoming messages, ping, disconnect) and owning all of the
+# protocol: packets, packet ids, QoS 1 in-flight bookkeeping, liveness. umqtt.simple's connect, TLS
+# handshake, publish and wait_msg block the only thread, so a black-holed broker would freeze the
+# metering for as long as a timeout; here every step yields to the event loop and every wait has a
+# deadline (docs/uplink.md).
 import asyncio
 import struct
+import time
+
+import inet
+import log
 
 CONNECT_TIMEOUT_S = 10     # TCP connect, TLS handshake and CONNACK together
 WRITE_TIMEOUT_S = 5        # a packet the broker does not take in this long means a dead link
+PING_EVERY_MS = 10000      # our own PINGREQ when nothing came in for this long ...
+PING_TIMEOUT_MS = 5000     # ... and no answer within this is a dead (half-open) link
+MAX_INFLIGHT = 16          # unacknowledged QoS 1 messages kept; a broker that never acknowledges
+                           # costs the oldest, not the heap
+MAX_PACKET = 8192          # larger incoming packets are refused: the heap is small
 
 CONNACK_REFUSED = {1: "unacceptable protocol version", 2: "client id rejected", 3: "server unavailable",
                    4: "bad user name or password", 5: "not authorised"}
@@ -15,9 +26,11 @@ CONNACK_REFUSED = {1: "unacceptable protocol version", 2: "client id rejected", 
 CONNACK = 0x20
 PUBLISH = 0x30
 PUBACK = 0x40
+SUBSCRIBE = 0x82           # with its required flags
 SUBACK = 0x90
 PINGRESP = 0xD0
-MAX_PACKET = 8192          # larger incoming packets are refused: the heap is small
+PINGREQ_PACKET = b"\xc0\x00"
+DISCONNECT_PACKET = b"\xe0\x00"
 
 
 class MQTTError(Exception):
@@ -35,48 +48,56 @@ def encode_length(n):
             return bytes(out)
 
 
-def encode_str(s):
+def _head(first, remaining, tail):
+    """Fixed header (type byte, remaining length) followed by `tail` (a short id or length field)."""
+    out = bytearray((first,))
+    out += encode_length(remaining)
+    out += tail
+    return out
+
+
+def _u16(n):
+    return struct.pack("!H", n)
+
+
+def _encode_str(s):
     b = s.encode() if isinstance(s, str) else bytes(s)
-    return struct.pack("!H", len(b)) + b
+    return _u16(len(b)) + b
 
 
-def packet(first, body):
-    return bytes([first]) + encode_length(len(body)) + body
-
-
-def connect_packet(client_id, keepalive_s, user=None, password=None, will=None, clean=True):
-    """CONNECT; will = (topic, message, retain, qos) or None."""
-    flags = 0x02 if clean else 0
-    payload = encode_str(client_id)
+def connect_packet(client_id, keepalive_s, user=None, password=None, will=None):
+    """CONNECT with a clean session (a few hundred bytes at most, built whole); will = (topic, message,
+    retain, qos) or None."""
+    flags = 0x02
+    payload = _encode_str(client_id)
     if will:
         topic, msg, retain, qos = will
         flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-        payload += encode_str(topic) + encode_str(msg)
+        payload += _encode_str(topic) + _encode_str(msg)
     if user is not None:
         flags |= 0x80
-        payload += encode_str(user)
+        payload += _encode_str(user)
         if password is not None:
             flags |= 0x40
-            payload += encode_str(password)
-    return packet(0x10, b"\x00\x04MQTT\x04" + bytes([flags]) + struct.pack("!H", keepalive_s) + payload)
+            payload += _encode_str(password)
+    body = b"\x00\x04MQTT\x04" + bytes([flags]) + _u16(keepalive_s) + payload
+    return bytes(_head(0x10, len(body), body))
 
 
-def publish_packet(topic, msg, retain=False, qos=0, pid=0, dup=False):
-    first = PUBLISH | (qos << 1) | (1 if retain else 0) | (0x08 if dup else 0)
-    body = encode_str(topic) + (struct.pack("!H", pid) if qos else b"") + msg
-    return packet(first, body)
+def publish_pieces(topic, msg, retain=False, qos=0, pid=0):
+    """PUBLISH as the pieces it is written in: header with the topic's length, topic, packet id (QoS 1),
+    message. The message is one of them as it is, never copied into a packet (a readings message is
+    about 1 KB on a ~112 KB heap)."""
+    first = PUBLISH | (qos << 1) | (1 if retain else 0)
+    n = 2 + len(topic) + (2 if qos else 0) + len(msg)
+    head = _head(first, n, _u16(len(topic)))
+    if qos:
+        return head, topic, _u16(pid), msg
+    return head, topic, msg
 
 
-def subscribe_packet(pid, topic, qos):
-    return packet(0x82, struct.pack("!H", pid) + encode_str(topic) + bytes([qos]))
-
-
-def puback_packet(pid):
-    return packet(PUBACK, struct.pack("!H", pid))
-
-
-PINGREQ_PACKET = b"\xc0\x00"
-DISCONNECT_PACKET = b"\xe0\x00"
+def subscribe_pieces(pid, topic, qos):
+    return _head(SUBSCRIBE, 2 + 2 + len(topic) + 1, _u16(pid) + _u16(len(topic))), topic, bytes((qos,))
 
 
 def parse_publish(first, body):
@@ -147,57 +168,183 @@ def tls_context(cafile):
     return ctx
 
 
+def _bytes(s):
+    return s.encode() if isinstance(s, str) else s
+
+
 class Connection:
-    """One MQTT session over one TCP (or TLS) connection. Not reused after it fails."""
+    """An MQTT client as umqtt.simple's MQTTClient, on asyncio streams.
 
-    def __init__(self, reader, writer):
-        self.reader = reader
-        self.writer = writer
+    connect() opens a new TCP (or TLS) connection each time and may be called again after a failure:
+    QoS 1 messages the broker never acknowledged are kept (at most MAX_INFLIGHT) and sent again first
+    after the next CONNACK. A reader task receives packets: PUBLISH goes to callback(topic, message)
+    (and is acknowledged when QoS 1), PUBACK ends a message's wait. The owner calls check() at least
+    every second for liveness. Writes are serialised by a lock (MicroPython's stream allows one
+    waiting writer), each bounded by WRITE_TIMEOUT_S."""
+
+    def __init__(self, client_id, callback=None, keepalive_s=60):
+        self.client_id = client_id
+        self.callback = callback
+        self.keepalive_s = keepalive_s   # told to the broker: it publishes the will after 1.5 times this
         self.pid = 0
+        self.inflight = {}          # pid -> (topic, message, retain): QoS 1 not acknowledged yet
+        self.reader = self.writer = None
+        self.error = None           # why the reader ended
+        self._rx = None
+        self._lock = None
+        self.last_rx = 0
+        self.ping_sent = None
 
-    def next_pid(self):
+    @property
+    def connected(self):
+        """From CONNACK until the connection fails or is closed."""
+        return self._rx is not None and not self._rx.done()
+
+    # -- the session -------------------------------------------------------------------------
+    async def connect(self, addr, port, user=None, password=None, will=None, ssl=None,
+                      server_hostname=None):
+        """Connect to `addr` (an IP address: no look-up here) and wait for a CONNACK that accepts the
+        session, all within CONNECT_TIMEOUT_S; then re-send what the last connection left
+        unacknowledged. will = (topic, message, retain, qos). Raises OSError, MQTTError or
+        asyncio.TimeoutError, and leaves nothing open when it does."""
+        self.close()
+        self._lock = asyncio.Lock()
+        try:
+            await asyncio.wait_for(self._handshake(addr, port, user, password, will, ssl,
+                                                   server_hostname), CONNECT_TIMEOUT_S)
+        except ValueError as e:     # MicroPython's TLS layer reports a failed verification so
+            self.close()
+            if ssl is None:
+                raise
+            raise OSError("TLS handshake failed: " + (str(e).strip() or "the broker's certificate is "
+                                                       "not trusted")) from None
+        except BaseException:
+            self.close()
+            raise
+        self.error = None
+        self.last_rx = time.ticks_ms()
+        self.ping_sent = None
+        self._rx = asyncio.create_task(self._receive())
+        # Oldest first (a newer retained message must stay the last word), under their ids: they
+        # stay in flight until acknowledged.
+        for pid in sorted(self.inflight, key=self._age, reverse=True):
+            topic, msg, retain = self.inflight[pid]
+            await self._send(*publish_pieces(topic, msg, retain, 1, pid))
+
+    async def _handshake(self, addr, port, user, password, will, ssl, server_hostname):
+        if ssl is None:
+            self.reader, self.writer = await asyncio.open_connection(addr, port)
+        else:
+            self.reader, self.writer = await asyncio.open_connection(addr, port, ssl=ssl,
+                                                                     server_hostname=server_hostname)
+        await self._send(connect_packet(self.client_id, self.keepalive_s, user, password, will))
+        first, body = await read_packet(self.reader)
+        if first != CONNACK or len(body) != 2:
+            raise MQTTError("no CONNACK from the broker")
+        if body[1]:
+            raise MQTTError("broker refused the connection: %s"
+                            % CONNACK_REFUSED.get(body[1], "code %d" % body[1]))
+
+    async def publish(self, topic, msg, retain=False, qos=0):
+        """Send one message (str or bytes, written as it is); QoS 1 stays in flight until its PUBACK."""
+        topic = _bytes(topic)
+        msg = _bytes(msg)
+        pid = 0
+        if qos:
+            pid = self._next_pid()
+            self.inflight[pid] = (topic, msg, retain)
+            if len(self.inflight) > MAX_INFLIGHT:
+                self.inflight.pop(self._oldest())
+        await self._send(*publish_pieces(topic, msg, retain, qos, pid))
+
+    async def subscribe(self, topic, qos=1):
+        """Subscribe; the SUBACK is not awaited (a refusal is logged when it comes)."""
+        await self._send(*subscribe_pieces(self._next_pid(), _bytes(topic), qos))
+
+    async def check(self):
+        """Raise when the link has failed: the reader ended, or a PINGREQ went unanswered for
+        PING_TIMEOUT_MS. Sends the PINGREQ after PING_EVERY_MS without a packet from the broker."""
+        if self._rx is None or self._rx.done():
+            raise self.error or OSError("connection closed")
+        now = time.ticks_ms()
+        if self.ping_sent is not None:
+            if time.ticks_diff(now, self.ping_sent) > PING_TIMEOUT_MS:
+                raise OSError("no PINGRESP in %d ms: the link is dead" % PING_TIMEOUT_MS)
+        elif time.ticks_diff(now, self.last_rx) >= PING_EVERY_MS:
+            self.ping_sent = now
+            await self._send(PINGREQ_PACKET)
+
+    async def disconnect(self):
+        """Orderly end: DISCONNECT (the broker then drops the last will), and close. What was sent
+        before it reached the broker ahead of it, so nothing is kept to send again."""
+        await self._send(DISCONNECT_PACKET)
+        self.inflight = {}
+        self.close()
+
+    def publish_now(self, topic, msg, retain=False, qos=0):
+        """publish() from outside the event loop (an orderly shutdown): written to the non-blocking
+        socket at once, never waiting; not kept in flight (the connection is about to end)."""
+        pid = self._next_pid() if qos else 0
+        for piece in publish_pieces(_bytes(topic), _bytes(msg), retain, qos, pid):
+            self.writer.write(piece)
+
+    def disconnect_now(self):
+        """disconnect() from outside the event loop: DISCONNECT written at once, then close."""
+        self.writer.write(DISCONNECT_PACKET)
+        self.inflight = {}
+        self.close()
+
+    def close(self):
+        """End the connection without a word (the broker publishes the last will); never raises."""
+        rx, self._rx = self._rx, None
+        if rx is not None and not rx.done():
+            try:
+                rx.cancel()      # first: the socket must leave the event loop's poller before closing
+            except RuntimeError:     # CPython after its loop is gone: nothing is scheduled anyway
+                pass
+        if self.writer is not None:
+            inet.close_stream(self.writer)
+            self.reader = self.writer = None
+
+    # -- inside ------------------------------------------------------------------------------
+    def _next_pid(self):
         self.pid = self.pid % 65535 + 1
         return self.pid
 
-    async def send(self, data):
-        self.writer.write(data)
-        await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT_S)
+    def _age(self, pid):
+        """How many packet ids were given out after `pid` (ids wrap after 65535)."""
+        return (self.pid - pid) % 65535
 
-    def close(self):
+    def _oldest(self):
+        return max(self.inflight, key=self._age)
+
+    async def _send(self, *pieces):
+        """Write a packet piece by piece and wait until the stream took it (at most WRITE_TIMEOUT_S)."""
+        async with self._lock:
+            writer = self.writer
+            if writer is None:
+                raise OSError("not connected")
+            for piece in pieces:
+                writer.write(piece)
+            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
+
+    async def _receive(self):
+        """Reads packets until the link fails; check() finds why in .error."""
         try:
-            sock = getattr(self.writer, "s", None)
-            if sock is not None:
-                # MicroPython's Stream.close() does nothing (only wait_closed() closes): without this
-                # the socket stayed open, and the broker kept the dead session and its last will.
-                sock.close()
-            else:
-                self.writer.close()
-        except Exception:       # already broken: nothing left to release
-            pass
-
-
-async def connect(addr, port, client_id, keepalive_s, user=None, password=None, will=None,
-                  ssl_ctx=None, server_hostname=None):
-    """A Connection after a CONNACK that accepted the session; raises OSError, MQTTError or
-    asyncio.TimeoutError (no exception leaves anything open)."""
-    async def attempt():
-        if ssl_ctx is None:
-            reader, writer = await asyncio.open_connection(addr, port)
-        else:
-            reader, writer = await asyncio.open_connection(addr, port, ssl=ssl_ctx,
-                                                           server_hostname=server_hostname)
-        conn = Connection(reader, writer)
-        try:
-            await conn.send(connect_packet(client_id, keepalive_s, user, password, will))
-            first, body = await read_packet(reader)
-            if first != CONNACK or len(body) != 2:
-                raise MQTTError("no CONNACK from the broker")
-            if body[1]:
-                raise MQTTError("broker refused the connection: %s"
-                                % CONNACK_REFUSED.get(body[1], "code %d" % body[1]))
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    return await asyncio.wait_for(attempt(), CONNECT_TIMEOUT_S)
+            while True:
+                first, body = await read_packet(self.reader)
+                self.last_rx = time.ticks_ms()
+                self.ping_sent = None            # any packet proves the link is alive
+                kind = first & 0xF0
+                if kind == PUBLISH:
+                    topic, msg, qos, pid = parse_publish(first, body)
+                    if self.callback is not None:
+                        self.callback(topic, msg)
+                    if qos == 1:
+                        await self._send(_head(PUBACK, 2, _u16(pid)))
+                elif kind == PUBACK and len(body) >= 2:
+                    self.inflight.pop((body[0] << 8) | body[1], None)
+                elif kind == SUBACK and body and body[-1] == 0x80:
+                    log.warn("mqtt", "the broker refused a subscription")
+        except Exception as e:
+            self.error = e

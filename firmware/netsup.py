@@ -1,5 +1,5 @@
 # The network supervisor: LAN first, else Wi-Fi with the stored credentials, and the access point
-# with its portal whenever the device has no working network (SPEC 2). Polled by a task every
+# with its portal whenever the device has no working network (contract §2). Polled by a task every
 # TICK_MS; never blocks (a Wi-Fi scan is the one slow call, and only the installer asks for it).
 import time
 

@@ -1,4 +1,4 @@
-# The captive portal's routes (SPEC 2) on the hardened HTTP core (httpd.py). Answers only for its own
+# The captive portal's routes (contract §2) on the hardened HTTP core (httpd.py). Answers only for its own
 # address: every other Host, and the phones' captive-portal probes, are sent to the portal's base URL.
 import json
 
@@ -6,6 +6,7 @@ import diagnostics
 import httpd
 import netsup
 import portal_page
+import readings_json
 from version import VERSION
 
 PROBES = ("/generate_204", "/gen_204", "/hotspot-detect.html", "/library/test/success.html",
@@ -59,7 +60,7 @@ class Portal:
         if route == ("GET", "/api/scan"):
             return httpd.json_response({"networks": self.dev.net.networks()})
         if route == ("GET", "/api/readings"):
-            return httpd.json_response(self.readings())
+            return httpd.Response(200, readings_json.dumps(self.readings()), "application/json")
         if route == ("POST", "/connect"):
             return self.connect(req)
         return httpd.json_response({"error": "not found"}, 404)

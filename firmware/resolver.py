@@ -7,6 +7,8 @@ import socket
 import struct
 import time
 
+import inet
+
 TIMEOUT_MS = 3000          # per try
 TRIES = 2
 POLL_MS = 20
@@ -14,11 +16,6 @@ MIN_TTL_S = 30
 MAX_TTL_S = 3600
 
 _cache = {}                # name -> (address, expiry ticks_ms)
-
-
-def is_ipv4(host):
-    parts = host.split(".")
-    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
 
 
 def query(name, qid):
@@ -104,9 +101,15 @@ async def _ask(name, server):
 
 
 async def resolve(name, server):
-    """The IPv4 address of `name` (returned as is when it is one), asking `server` = (ip, port)."""
-    if is_ipv4(name):
+    """The IPv4 address of `name` (returned as is when it is one), asking `server` = (ip, port); with
+    no server (the simulator on a host without one) the system's resolver answers, blocking."""
+    if inet.ipv4_bytes(name) is not None:
         return name
+    if server is None:
+        ai = socket.getaddrinfo(name, 0, socket.AF_INET, socket.SOCK_STREAM)
+        if not ai:
+            raise OSError("cannot resolve %s" % name)
+        return inet.ip_port(ai[0][-1])[0]
     hit = _cache.get(name)
     if hit and time.ticks_diff(hit[1], time.ticks_ms()) > 0:
         return hit[0]

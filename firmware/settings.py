@@ -1,9 +1,13 @@
-# Settings (SPEC section 5): schema with defaults, validation that names the bad field, atomic storage.
+# Settings (contract §5): schema with defaults, validation that names the bad field, atomic storage.
 # Rules and decisions are written up in docs/settings.md; the schema tables below are what is enforced.
+import json
+
 import log
 import store
 
 FILE = "settings.json"
+RATED_A = {"home": 100, "public": 400}    # the rated current of each `sensor` (CT type), in amps
+MAX_CHANGE_BYTES = 2048                   # a JSON message of changes (config/set): more is refused unread
 
 DEFAULTS = {
     "interval_s": 1,
@@ -79,7 +83,8 @@ def _copy(v):
     return v
 
 
-def _is_number(v):
+def is_number(v):
+    """An int or float, not a bool (JSON true is no number)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -120,7 +125,7 @@ def _value(field, rule, value, current):
         return _merge(field, rule[1], current, value)
     if kind == "num" or kind == "int":
         lo, hi = rule[1], rule[2]
-        if _is_number(value) and lo <= value <= hi:
+        if is_number(value) and lo <= value <= hi:
             if kind == "num":
                 return value
             if value == int(value):
@@ -128,11 +133,11 @@ def _value(field, rule, value, current):
         raise SettingsError(field, "must be a %s from %s to %s"
                             % ("whole number" if kind == "int" else "number", _fmt(lo), _fmt(hi)))
     if kind == "pos":
-        if _is_number(value) and 0 < value <= rule[1]:
+        if is_number(value) and 0 < value <= rule[1]:
             return value
         raise SettingsError(field, "must be a number above 0 and at most %s" % _fmt(rule[1]))
     if kind == "ienum":
-        if _is_number(value) and value in rule[1]:
+        if is_number(value) and value in rule[1]:
             return int(value)
         raise SettingsError(field, "must be one of %s" % ", ".join(_fmt(c) for c in rule[1]))
     if kind == "enum":
@@ -202,6 +207,20 @@ def apply_changes(current, changes):
     replaced whole. Raises SettingsError naming the first bad field; `current` is never modified.
     """
     return _merge("", _ROOT, current, changes)
+
+
+def parse_changes(msg):
+    """The changes of a JSON message of settings (config/set): a dict for apply_changes; SettingsError
+    with field "" for a message that is too large, not JSON or not an object."""
+    if len(msg) > MAX_CHANGE_BYTES:
+        raise SettingsError("", "message too large (at most %d bytes)" % MAX_CHANGE_BYTES)
+    try:
+        changes = json.loads(msg)
+    except (ValueError, UnicodeError):
+        raise SettingsError("", "is not valid JSON") from None
+    if not isinstance(changes, dict):
+        raise SettingsError("", "must be a JSON object of settings")
+    return changes
 
 
 def validate(doc):

@@ -1,13 +1,15 @@
-# tools/replay: feed a capture (SPEC 6) through the exact firmware metering code, on MicroPython.
-# Prints one JSON line per window: {"window", "t_s", "freq_hz", "phases", "power_w", "import_wh",
-# "export_wh"}. A bad capture or config is refused with a message naming the line and the problem.
+# tools/replay: feed a capture (contract §6) through the exact firmware metering code, on MicroPython.
+# Prints one JSON line per window: {"freq_hz", "phases", "power_w", "import_wh", "export_wh", "window",
+# "t_s"}, written as the device writes its readings (readings_json). A bad capture or config is
+# refused with a message naming the line and the problem.
 import json
 import sys
 from array import array
 
+import readings_json
 import settings as settings_mod
-from meter import channel_layout
-from metering import Metering
+from burst import channel_layout
+from meter import Meter
 
 MAGIC = "# ampguard-capture v1 "
 CHANNELS = ("v1", "v2", "v3", "i1", "i2", "i3")
@@ -94,7 +96,7 @@ def replay(path, settings, out=sys.stdout):
             if c not in head["channels"]:
                 raise CaptureError("capture has no %s channel, needed for phases=%d voltage_inputs=%d"
                                    % (c, settings["phases"], settings["voltage_inputs"]))
-        meter = Metering(CaptureBoard, settings, skew_us=head["skew_us"], scale=head["scale"])
+        meter = Meter(CaptureBoard, settings, skew_us=head["skew_us"], scale=head["scale"])
         cols = [head["channels"].index(c) for c in meter.channels]
         ncols = len(head["channels"])
         nch = len(cols)
@@ -131,7 +133,7 @@ def replay(path, settings, out=sys.stdout):
                 r = meter.close_window(window_s)
                 r["window"] = k
                 r["t_s"] = round(k * window_s, 6)
-                out.write(json.dumps(r) + "\n")
+                out.write(readings_json.dumps(r) + "\n")
                 k += 1
                 n = 0
     if k == 0:

@@ -1,63 +1,30 @@
 # Drive the firmware's metering with the simulated front end in simulated time (tests only), and the
 # physical truth the readings are checked against.
+import json
 import math
 from array import array
 
-import metering
+import readings_json
 import scenario
 import settings
 import sim
 import sim_adc
-
-BURSTS_PER_WINDOW = 2
-BURST_SETS = 600
-
-
-class MeterWorld:
-    def __init__(self, world, changes=None, seed=5):
-        self.scenario = scenario.Scenario()
-        self.set_world(world)
-        self.settings = settings.apply_changes(settings.DEFAULTS, changes or {})
-        self.meter = metering.Metering(sim, self.settings)
-        self.adc = sim_adc.SimAdc(sim, self.scenario, self.meter.channels, seed)
-        self.set_us = len(self.meter.channels) * sim.ADC_READ_US
-        self.buf = array("H", bytes(2 * BURST_SETS * len(self.meter.channels)))
-        self.t_us = 0
-
-    def set_world(self, world):
-        self.scenario.data = scenario.normalize(world)
-        self.scenario.version += 1
-
-    def window(self):
-        """One 1-second readings window; returns the readings."""
-        for _ in range(BURSTS_PER_WINDOW):
-            self.adc.fill(self.buf, BURST_SETS, self.t_us)
-            self.meter.add_burst(self.buf, BURST_SETS, BURST_SETS * self.set_us)
-            self.t_us += 1000000 // BURSTS_PER_WINDOW
-        return self.meter.close_window(1.0)
-
-    def windows(self, n):
-        return [self.window() for _ in range(n)]
-
-
-def flags(readings, line):
-    return readings["phases"][line - 1]["flags"]
-
+from meter import Meter
 
 WINDOW_US = 1000000
 
 
 class World:
-    """Like MeterWorld, with the burst layout as a parameter: `bursts` bursts of `nsets` sample sets
-    per window of WINDOW_US simulated µs, their starts spread evenly over the window (the rest of it
-    is unsampled, as on the device). The default is the firmware's own scale: ~0.2 s bursts."""
+    """The firmware's Meter on a simulated world: `bursts` bursts of `nsets` sample sets per window of
+    WINDOW_US simulated µs, their starts spread evenly over the window (the rest of it is unsampled,
+    as on the device). The default is the firmware's own scale: ~0.2 s bursts."""
 
     def __init__(self, world=None, changes=None, seed=1, bursts=4, nsets=1000, board=sim):
         self.scenario = scenario.Scenario()
         self.scenario.data = scenario.normalize(world or {})
         self.scenario.version = 1
         self.settings = settings.apply_changes(settings.DEFAULTS, changes or {})
-        self.meter = metering.Metering(board, self.settings)
+        self.meter = Meter(board, self.settings)
         self.channels = self.meter.channels
         self.adc = sim_adc.SimAdc(board, self.scenario, self.channels, seed)
         self.bursts = bursts
@@ -75,13 +42,16 @@ class World:
         self.scenario.version += 1
 
     def window(self, elapsed_s=None):
-        """Sample one window and close it; returns its readings (elapsed_s defaults to the window)."""
+        """Sample one window and close it; returns its readings as published (readings_json, parsed
+        back), so every figure is checked with the decimals it goes out with. elapsed_s defaults to
+        the window."""
         step = WINDOW_US // self.bursts
         for b in range(self.bursts):
             self.adc.fill(self.buf, self.nsets, self.t_us + b * step)
             self.meter.add_burst(self.buf, self.nsets, self.nsets * self.set_us)
         self.t_us += WINDOW_US
-        self.readings = self.meter.close_window(WINDOW_US / 1e6 if elapsed_s is None else elapsed_s)
+        r = self.meter.close_window(WINDOW_US / 1e6 if elapsed_s is None else elapsed_s)
+        self.readings = json.loads(readings_json.dumps(r))
         return self.readings
 
     def run(self, windows):

@@ -1,4 +1,4 @@
-# Installer diagnostics (SPEC 4 `flags`, firmware/diagnostics.py) through the whole engine: each flag
+# Installer diagnostics (contract §4 `flags`, firmware/diagnostics.py) through the whole engine: each flag
 # raised for its fault in a simulated installation, absent on a correct one, and debounced (raised after
 # ON_WINDOWS windows in a row, cleared after OFF_WINDOWS, never flickering); and Debounced on its own.
 from diagnostics import OFF_WINDOWS, ON_WINDOWS, Debounced
@@ -116,11 +116,12 @@ def test_a_generation_site_exporting_is_not_reversed():
     # Solar on every phase: negative power, with some reactive power either way.
     exporting = [{"current_a": 30.0, "angle_deg": 180.0}, {"current_a": 20.0, "angle_deg": 160.0},
                  {"current_a": 10.0, "angle_deg": 200.0}]
-    w = _meter(_world(exporting), {"voltage_inputs": 3, "generation": True})
-    for _ in range(ON_WINDOWS + 2):
-        r = w.window()
-        assert all(ph["power_w"] < 0 for ph in r["phases"])
-        assert _flags(r) == [[], [], []]
+    for vin, derived in ((3, []), (1, ["derived_voltage"])):
+        w = _meter(_world(exporting), {"voltage_inputs": vin, "generation": True})
+        for _ in range(ON_WINDOWS + 2):
+            r = w.window()
+            assert all(ph["power_w"] < 0 for ph in r["phases"]), (vin, r)
+            assert _flags(r) == [[], derived, derived], (vin, r)
 
 
 def test_a_generation_site_switching_between_import_and_export_stays_clean():
@@ -154,9 +155,23 @@ def test_reversed_ct_is_raised_after_on_windows_on_its_phase_only():
 
 
 def test_reversed_ct_with_derived_voltages():
-    w = _meter(_with(p3={"reversed": True, "angle_deg": 10.0}), {"voltage_inputs": 1})
-    r = w.run(ON_WINDOWS)
-    assert _flags(r) == [[], ["derived_voltage"], ["reversed", "derived_voltage"]]
+    for line in (2, 3):
+        w = _meter(_with(**{"p%d" % line: {"reversed": True, "angle_deg": 10.0}}), {"voltage_inputs": 1})
+        seen = [_flags(w.window()) for _ in range(ON_WINDOWS + 1)]
+        expected = [[], ["derived_voltage"], ["derived_voltage"]]
+        assert seen[:ON_WINDOWS - 1] == [expected] * (ON_WINDOWS - 1), (line, seen)
+        expected[line - 1] = ["reversed", "derived_voltage"]
+        assert seen[ON_WINDOWS - 1:] == [expected] * 2, (line, seen)
+
+
+def test_invert_setting_turns_a_reversed_ct_right_again():
+    # The installer's fix in software: a reversed CT with its `invert` set imports and raises nothing.
+    for vin in (1, 3):
+        w = _meter(_with(p2={"reversed": True}), {"voltage_inputs": vin, "invert": [False, True, False]})
+        for _ in range(ON_WINDOWS + 2):
+            r = w.window()
+            assert r["phases"][1]["power_w"] > 0, (vin, r)
+            assert "reversed" not in _flags(r)[1], (vin, r)
 
 
 def test_ct_on_another_phase_is_wrong_phase_not_reversed():

@@ -1,6 +1,6 @@
 # Home Assistant discovery payloads (firmware/ha_discovery.py) against Home Assistant's rules for MQTT
 # sensors: topic form and id characters, unique ids, units and state classes its sensor device classes
-# accept, availability and device blocks, templates that read the right number of a SPEC 4 readings
+# accept, availability and device blocks, templates that read the right number of a contract §4 readings
 # message, and the entities to clear when the phase count drops.
 import json
 
@@ -37,7 +37,7 @@ def _phase(k, n):
 
 
 def _readings(n):
-    """A SPEC 4 readings message of n phases."""
+    """A contract §4 readings message of n phases."""
     return {"seq": 41, "uptime_s": 41.0, "time": 1763900000, "interval_s": 1.0, "freq_hz": 49.98,
             "phases": [_phase(k, n) for k in range(1, n + 1)],
             "power_w": 3210.7, "import_wh": 98765.4, "export_wh": 321.0}
@@ -164,7 +164,7 @@ def test_the_signed_power_factor_has_no_unit():
 
 
 def _expected(name, readings):
-    """What SPEC 4 says the entity called `name` shows."""
+    """What contract §4 says the entity called `name` shows."""
     totals = {"Power": "power_w", "Import energy": "import_wh", "Export energy": "export_wh",
               "Frequency": "freq_hz"}
     if name in totals:

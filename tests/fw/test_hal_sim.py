@@ -1,4 +1,4 @@
-# The simulated hardware twin: Wi-Fi join semantics of SPEC 6, LAN link, button, scenario re-read.
+# The simulated hardware twin: Wi-Fi join semantics of contract §6, LAN link, button, scenario re-read.
 import json
 import time
 

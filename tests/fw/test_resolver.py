@@ -54,9 +54,13 @@ def test_replies_that_are_not_ours_or_broken_are_refused():
 
 
 def test_ip_literals_need_no_look_up():
-    assert resolver.is_ipv4("10.0.0.1") and not resolver.is_ipv4("10.0.0.256")
-    assert not resolver.is_ipv4("broker.example") and not resolver.is_ipv4("1.2.3")
+    silent = ("127.0.0.1", 9)        # a server that is never asked: a literal is its own address
+    assert asyncio.run(resolver.resolve("10.0.0.1", silent)) == "10.0.0.1"
     assert asyncio.run(resolver.resolve("10.0.0.1", None)) == "10.0.0.1"
+
+
+def test_without_a_dns_server_the_systems_resolver_answers():
+    assert asyncio.run(resolver.resolve("localhost", None)) == "127.0.0.1"
 
 
 async def _with_ticker(coro):
@@ -83,17 +87,53 @@ def test_a_real_dns_server_answers_over_udp():
     port = 15300 + (resolver.random.getrandbits(8))
 
     async def main():
-        server = asyncio.create_task(dnsd.serve("127.0.0.1", port, PORTAL))
-        await asyncio.sleep(0.05)
+        server = await dnsd.serve("127.0.0.1", port, PORTAL)
         resolver._cache.clear()
         try:
             return await _with_ticker(resolver.resolve("broker.example", ("127.0.0.1", port)))
         finally:
-            server.cancel()
+            server.close()
+            await server.wait_closed()
 
     addr, _ = asyncio.run(main())
     assert addr == PORTAL
     assert resolver._cache["broker.example"][0] == PORTAL
+
+
+def test_the_dns_server_stops_and_starts_again_on_the_same_port():
+    port = 15900 + (resolver.random.getrandbits(8))
+
+    async def main():
+        answers = []
+        for _ in range(2):
+            server = await dnsd.serve("127.0.0.1", port, PORTAL)
+            resolver._cache.clear()
+            answers.append(await resolver.resolve("again.example", ("127.0.0.1", port)))
+            server.close()
+            await server.wait_closed()
+        resolver._cache.clear()
+        old = resolver.TIMEOUT_MS
+        resolver.TIMEOUT_MS = 200
+        try:
+            await resolver.resolve("gone.example", ("127.0.0.1", port))
+        except OSError as e:           # stopped: nobody answers any more
+            answers.append(str(e))
+        finally:
+            resolver.TIMEOUT_MS = old
+        return answers
+
+    answers = asyncio.run(main())
+    assert answers[:2] == [PORTAL, PORTAL] and "did not answer" in answers[2], answers
+
+
+def test_the_dns_server_refuses_what_it_cannot_serve_at_once():
+    async def main():
+        try:
+            await dnsd.serve("127.0.0.1", 15299, "192.168.251")
+        except ValueError as e:
+            return e
+
+    assert "not an IPv4 address" in str(asyncio.run(main()))
 
 
 def test_a_dns_server_that_never_answers_costs_the_event_loop_nothing():

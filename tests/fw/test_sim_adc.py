@@ -1,4 +1,4 @@
-# The simulated ADC front end (tools/simhw/sim_adc.py) against the physical model of SPEC 6.
+# The simulated ADC front end (tools/simhw/sim_adc.py) against the physical model of contract §6.
 import math
 from array import array
 
@@ -30,7 +30,7 @@ def _column(buf, k, nch):
 
 
 def _model(data, ch, t_us):
-    """The signal of SPEC 6 in ADC counts (bias removed) at time t_us."""
+    """The signal of contract §6 in ADC counts (bias removed) at time t_us."""
     # The fraction of a cycle in integers: a float of f * t loses the phase at wall-clock times.
     f_uhz = round(data["mains"]["freq_hz"] * 1e6)
     w = 2 * math.pi * (f_uhz * t_us % 1000000000000) / 1e12

@@ -7,11 +7,11 @@ import math
 import sys
 from array import array
 
-import metering
 import scenario
 import settings
 import sim
 import sim_adc
+from meter import Meter
 
 HOUR_S = 3600
 BURST_MS = 240
@@ -53,7 +53,7 @@ def truth():
 def main():
     sc = scenario.Scenario()
     cfg = settings.apply_changes(settings.DEFAULTS, {"voltage_inputs": 3, "generation": True})
-    meter = metering.Metering(sim, cfg)
+    meter = Meter(sim, cfg)
     adc = sim_adc.SimAdc(sim, sc, meter.channels, seed=11)
     set_us = len(meter.channels) * sim.ADC_READ_US
     buf = array("H", bytes(2 * (BURST_MS * 1000 // set_us) * len(meter.channels)))
@@ -75,7 +75,7 @@ def main():
         t_ms = end_ms
         r = meter.close_window(1.0)
     imp, exp = truth()
-    print(json.dumps({"import_wh": r["import_wh"], "export_wh": r["export_wh"],
+    print(json.dumps({"import_wh": float(str(r["import_wh"])), "export_wh": float(str(r["export_wh"])),
                       "true_import_wh": imp, "true_export_wh": exp}))
 
 

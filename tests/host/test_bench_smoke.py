@@ -38,9 +38,9 @@ def test_engine_bench_prints_ratios_and_allocations():
     for _nch, bytes_per_sample, _per_call, locked in per_sample:
         assert float(bytes_per_sample) == 0, out
         assert locked == "yes", out
-    bursts = re.findall(r"^heap engine BurstMeter\.process \([46] ch, [0-9]+ sets\): ([0-9]+) bytes per"
+    bursts = re.findall(r"^heap engine BurstAnalyzer\.process \([46] ch, [0-9]+ sets\): ([0-9]+) bytes per"
                         r" burst \(%s per sample set\)" % NUMBER, out, re.M)
-    windows = re.findall(r"^heap window Metering\.close_window \([46] ch, [0-9]+ sets\): ([0-9]+) bytes"
+    windows = re.findall(r"^heap window Meter\.close_window \([46] ch, [0-9]+ sets\): ([0-9]+) bytes"
                          r" per window; whole window of [0-9]+ bursts: ([0-9]+) bytes", out, re.M)
     assert len(bursts) == len(windows) == len(layouts), out
     for close, whole in windows:

@@ -1,4 +1,4 @@
-"""`tools/sim --capture`: the file follows SPEC 6 and its signal is the scenario's world, measured back."""
+"""`tools/sim --capture`: the file follows contract §6; its signal is the scenario's world, measured back."""
 import json
 import math
 import os
@@ -16,7 +16,7 @@ SCENARIO = {
 }
 CHANNELS = ["v1", "v2", "v3", "i1", "i2", "i3"]
 READ_US = 35                                          # boards/sim.py ADC_READ_US
-V_PER_COUNT, A_PER_COUNT = 0.2993, {"home": 0.0917, "public": 0.3669}
+V_PER_COUNT, A_PER_COUNT = 0.2878, {"home": 0.1009, "public": 0.4036}   # boards/sim.py
 
 
 def run_capture(tmp_path, name, *args):

@@ -10,6 +10,7 @@
 # calls each (by default as many calls as fill --ms milliseconds). Heap: micropython.mem_total()
 # deltas (bytes requested), else gc.mem_alloc() deltas, with the garbage collector disabled.
 import gc
+import math
 import sys
 
 IS_MP = sys.implementation.name == "micropython"
@@ -18,7 +19,7 @@ IS_MP = sys.implementation.name == "micropython"
 def _setup_path():
     here = __file__.rpartition("/")[0] or "."
     root = here + "/../.."
-    paths = [here] + [root + "/" + p for p in ("firmware", "boards", "tools/simhw", ".deps")]
+    paths = [here] + [root + "/" + p for p in ("firmware", "boards", "tools/simhw")]
     if not IS_MP:
         paths.insert(0, root + "/tools/cpython_shims")
     for p in reversed(paths):
@@ -39,7 +40,7 @@ import scenario  # noqa: E402
 import settings  # noqa: E402
 import sim  # noqa: E402
 from float_engine import FloatEngine  # noqa: E402
-from metering import Metering  # noqa: E402
+from meter import Meter  # noqa: E402
 from sim_adc import SimAdc  # noqa: E402
 
 if IS_MP:
@@ -143,8 +144,8 @@ class Case:
         s = settings.apply_changes(settings.DEFAULTS,
                                    {"voltage_inputs": voltage_inputs, "calibration": CALIBRATION})
         self.settings = s
-        self.metering = Metering(sim, s)
-        self.channels = self.metering.channels
+        self.meter = Meter(sim, s)
+        self.channels = self.meter.channels
         self.nch = len(self.channels)
         self.nsets = nsets
         self.duration_us = nsets * self.nch * sim.ADC_READ_US
@@ -160,26 +161,30 @@ class Case:
             self.bufs.append(buf)
             t += self.duration_us
         self.buf = self.bufs[0]
-        meter = self.meter = self.metering.burst
+        analyzer = self.analyzer = self.meter.analyzer
         for _ in range(3):              # let the tracked DC bias settle
             for buf in self.bufs:
-                meter.process(buf, nsets, self.duration_us)
-        self.result = meter.process(self.buf, nsets, self.duration_us)
+                analyzer.process(buf, nsets, self.duration_us)
+        self.result = analyzer.process(self.buf, nsets, self.duration_us)
         # The kernel's inputs for this burst, copied so that later calls cannot change them.
-        self.geo = array("i", meter.geo)
-        self.bias = array("i", meter.bias)
-        self.pairs = array("i", meter.pairs)
-        self.sums = array("i", [0] * len(meter.sums))
-        self.part = array("i", [0] * len(meter.part))
+        self.geo = array("i", analyzer.geo)
+        self.bias = array("i", analyzer.bias)
+        self.pairs = array("i", analyzer.pairs)
+        self.sums = array("i", [0] * len(analyzer.sums))
+        self.part = array("i", [0] * len(analyzer.part))
         self.first = self.geo[accum.G_FIRST]
         self.end = self.geo[accum.G_END]
         self.span = self.end - self.first
         # The same phase-compensation inputs for the float version: voltage at n - d + frac sets,
-        # frac in (-1, 0] (BurstMeter._set_pairs), i.e. between sets n-d and n-d-1.
+        # frac in (-1, 0], i.e. between sets n-d and n-d-1. The analyzer keeps d (pairs) and the
+        # interpolation weights of that burst (BurstAnalyzer._set_pairs): c1 = -sin(w frac) / sin(w),
+        # w the mains angle per set, gives frac back.
+        w = 2 * math.pi * analyzer.freq_hz * self.duration_us / nsets * 1e-6
         fpairs = []
-        for p in range(meter.nphases):
+        for p in range(analyzer.nphases):
             d = self.pairs[3 * p + 2] - accum.DELAY_OFFSET
-            fpairs.append((self.pairs[3 * p], self.pairs[3 * p + 1], d, -meter._frac[p]))
+            frac = math.asin(-analyzer._coef[p][1] * math.sin(w)) / w
+            fpairs.append((self.pairs[3 * p], self.pairs[3 * p + 1], d, -frac))
         self.float_filter = FloatEngine(self.nch, fpairs, "filter")
         self.float_burst = FloatEngine(self.nch, fpairs, "burst")
 
@@ -193,7 +198,7 @@ class Case:
         accum.accumulate(self.buf, geo or self.geo, self.bias, self.pairs, self.sums, self.part)
 
     def process(self):
-        return self.meter.process(self.buf, self.nsets, self.duration_us)
+        return self.analyzer.process(self.buf, self.nsets, self.duration_us)
 
     def floats(self):
         self.float_filter.add(self.buf, self.first, self.end)
@@ -209,7 +214,7 @@ class Case:
         fe.add(self.buf, self.first, self.end)
         res = self.process()
         worst = [0.0, 0.0, 0.0]
-        for p in range(self.meter.nphases):
+        for p in range(self.analyzer.nphases):
             vc, ic = self.pairs[3 * p], self.pairs[3 * p + 1]
             v = res.v_var[p] ** 0.5
             i = res.i_var[p] ** 0.5
@@ -246,8 +251,8 @@ def measure_heap(case, counter):
         finally:
             micropython.heap_unlock()
     burst = heap_bytes(case.process, counter)
-    # A whole readings window through Metering: its bursts, then close_window.
-    m = Metering(sim, case.settings)
+    # A whole readings window through the Meter: its bursts, then close_window.
+    m = Meter(sim, case.settings)
 
     def window():
         for buf in case.bufs:
@@ -318,7 +323,7 @@ def main(argv):
         print("%-22s %5d %5d %8.3f %8.3f %15.3f %12.3f" % (
             case.name(), case.nsets, case.span, tk / case.span, tp / case.span, tf / case.span,
             tl / case.span))
-    print("kernel = accum.accumulate; engine = BurstMeter.process of the whole burst (crossings, kernel,")
+    print("kernel = accum.accumulate; engine = BurstAnalyzer.process of the whole burst (crossings, kernel,")
     print("clipping, float math once per burst); float = tools/bench/float_engine.py over the span only")
     print("(EmonLib: low-pass bias updated per sample; lean: bias from the previous burst's mean)")
     print("")
@@ -345,6 +350,9 @@ def main(argv):
         if dspan == 0:
             continue
         slope = [(ta[k] - tb[k]) / dspan for k in range(4)]
+        if slope[1] <= 0:     # too few --reps: the longer burst did not time longer (timer noise)
+            print("per-sample (%d ch): not measurable at this --reps (timer noise)" % nch)
+            continue
         fixed = tb[1] - slope[1] * b.span
         ratio = slope[2] / slope[1]
         print("per-sample (%d ch): engine %.3f us, float %.3f us (lean %.3f us): %.1fx faster"
@@ -371,9 +379,9 @@ def main(argv):
         lock = {True: "yes", False: "NO (MemoryError)", None: "n/a"}[h["locked"]]
         print("heap kernel accum.accumulate (%s): %s bytes per sample set, %d bytes per call;"
               " runs with the heap locked: %s" % (case.tag(), fmt_bytes(h["k_sample"]), h["k_call"], lock))
-        print("heap engine BurstMeter.process (%s): %d bytes per burst (%.2f per sample set)" % (
+        print("heap engine BurstAnalyzer.process (%s): %d bytes per burst (%.2f per sample set)" % (
             case.tag(), h["burst"], h["burst"] / case.nsets))
-        print("heap window Metering.close_window (%s): %d bytes per window;"
+        print("heap window Meter.close_window (%s): %d bytes per window;"
               " whole window of %d bursts: %d bytes" % (
                   case.tag(), h["close"], WINDOW_BURSTS, h["adds"] + h["close"]))
         print("heap float engine (%s): %.1f bytes per sample set (lean: %.1f)" % (

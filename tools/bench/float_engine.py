@@ -4,7 +4,7 @@
 # the firmware.
 #
 # Per sample set, over the same whole-cycle span and with the same phase-compensation inputs as the
-# firmware's BurstMeter (voltage channel, current channel, integer delay d and fraction w per phase):
+# firmware's BurstAnalyzer (voltage channel, current channel, integer delay d and fraction w per phase):
 #   - each channel's DC bias is removed in float,
 #   - the squares of the bias-free values are summed (for the RMS),
 #   - each phase's voltage is interpolated between sets n-d and n-d-1 (phase compensation) and its

@@ -1,0 +1,32 @@
+# The supply alarm's decision (contract §3 `alarm`): which phase is due an alarm, burst by burst. Pure logic
+# on numbers and ticks, nothing allocated per burst; the uplink publishes what it decides.
+import time
+
+REPEAT_MS = 10000       # while a phase stays over the limit, the alarm is repeated this often
+REARM = 0.97            # ... and it is raised anew only after dropping 3 % below it (no chatter)
+
+
+class SupplyAlarm:
+    def __init__(self, phases=3):
+        self.over = [False] * phases     # raised and not re-armed yet
+        self.last_ms = [0] * phases      # ticks_ms of the phase's latest alarm
+
+    def rearm(self):
+        """No limit, or no currents: every phase starts afresh."""
+        for k in range(len(self.over)):
+            self.over[k] = False
+
+    def due(self, k, amps, limit, now_ms):
+        """True when phase k (0-based), carrying `amps` at ticks `now_ms`, is due an alarm against
+        `limit` (amps, or None for no limit): on going over it, then every REPEAT_MS while it stays
+        over; re-armed only once it is REARM times the limit or less."""
+        if limit is None or amps <= limit * REARM:
+            self.over[k] = False
+            return False
+        if amps <= limit:
+            return False
+        if self.over[k] and time.ticks_diff(now_ms, self.last_ms[k]) < REPEAT_MS:
+            return False
+        self.over[k] = True
+        self.last_ms[k] = now_ms
+        return True

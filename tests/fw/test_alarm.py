@@ -1,0 +1,58 @@
+# The supply alarm's decision (firmware/alarm.py, contract §3 `alarm`): raised at once over the limit,
+# repeated every 10 s while the phase stays over, raised anew only after dropping 3 % below the limit,
+# never without a limit; on both runtimes, with ticks that wrap.
+import time
+
+from alarm import REARM, REPEAT_MS, SupplyAlarm
+
+LIMIT = 16
+T0 = time.ticks_add(0, -3000)       # 3 s before ticks_ms wraps: the repeat must not care
+
+
+def at(ms):
+    return time.ticks_add(T0, ms)
+
+
+def test_a_phase_over_the_limit_raises_an_alarm_at_once_and_not_at_or_under_it():
+    a = SupplyAlarm()
+    assert not a.due(0, LIMIT, LIMIT, at(0))           # at the limit is not over it
+    assert not a.due(0, 10.0, LIMIT, at(0))
+    assert a.due(0, 16.5, LIMIT, at(300))
+    assert not a.due(0, 16.5, LIMIT, at(600))          # raised: not again at the next burst
+
+
+def test_the_alarm_repeats_every_10_s_while_the_phase_stays_over():
+    a = SupplyAlarm()
+    raised = [ms for ms in range(0, 30001, 250) if a.due(1, 20.0, LIMIT, at(ms))]
+    assert raised == [0, REPEAT_MS, 2 * REPEAT_MS, 3 * REPEAT_MS] == [0, 10000, 20000, 30000]
+
+
+def test_it_is_raised_anew_only_after_dropping_3_percent_below_the_limit():
+    assert REARM == 0.97
+    a = SupplyAlarm()
+    assert a.due(2, 17.0, LIMIT, at(0))
+    assert not a.due(2, 15.6, LIMIT, at(1000))         # 97.5 %: not re-armed ...
+    assert not a.due(2, 17.0, LIMIT, at(2000))         # ... so going over again is no new alarm
+    assert not a.due(2, LIMIT * 0.97 + 0.01, LIMIT, at(3000))
+    assert a.due(2, 17.0, LIMIT, at(REPEAT_MS))        # the repeat still comes
+    assert not a.due(2, LIMIT * 0.97, LIMIT, at(REPEAT_MS + 250))     # 97 %: re-armed
+    assert a.due(2, 17.0, LIMIT, at(REPEAT_MS + 500))  # a new alarm at once
+
+
+def test_no_limit_means_no_alarm_and_re_arms():
+    a = SupplyAlarm()
+    assert not any(a.due(0, amps, None, at(ms)) for ms, amps in ((0, 0.0), (250, 50.0), (500, 4000.0)))
+    assert a.due(0, 20.0, LIMIT, at(1000))
+    assert not a.due(0, 20.0, None, at(1250))           # the limit is taken away ...
+    assert a.due(0, 20.0, LIMIT, at(1500))              # ... and set again: a new alarm at once
+    a.rearm()                                           # no currents at all (no limit to watch)
+    assert a.due(0, 20.0, LIMIT, at(1750))
+
+
+def test_phases_are_independent():
+    a = SupplyAlarm()
+    assert a.due(0, 20.0, LIMIT, at(0))
+    assert a.due(1, 20.0, LIMIT, at(500))
+    assert not a.due(0, 20.0, LIMIT, at(1000)) and not a.due(1, 20.0, LIMIT, at(1000))
+    assert not a.due(2, 5.0, LIMIT, at(1000))
+    assert a.over == [True, True, False]

@@ -1,0 +1,164 @@
+# firmware/app.py metering_task on a simulated clock: each readings message says the interval its own
+# window ran for (also right after interval_s changes), and uptime_s is exact, across a ticks wrap.
+import asyncio
+
+import app
+import readings_json
+import settings
+import sim
+
+PERIOD = 1 << 30                 # MicroPython's ticks_ms period (every port)
+START = PERIOD - 2500            # the clock wraps in the third window
+
+
+class Clock:
+    """Stands in for `time` in app: ticks_ms wraps like MicroPython's; time() says 'clock not set'."""
+
+    def __init__(self, now):
+        self.now = now
+
+    def ticks_ms(self):
+        return self.now
+
+    def ticks_add(self, t, delta):
+        return (t + delta) % PERIOD
+
+    def ticks_diff(self, a, b):
+        return (a - b + PERIOD // 2) % PERIOD - PERIOD // 2
+
+    def advance(self, ms):
+        self.now = self.ticks_add(self.now, int(ms))
+
+    def time(self):
+        return 0
+
+    def gmtime(self, t):
+        return (1970, 1, 1, 0, 0, 0, 3, 1)
+
+
+class Sleeper:
+    """Stands in for `asyncio` in app: a sleep only moves the clock on."""
+
+    def __init__(self, clock):
+        self.clock = clock
+
+    async def sleep_ms(self, ms):
+        self.clock.advance(ms)
+
+
+class Adc:
+    """An ADC whose bursts take their real duration on the clock (the codes do not matter here)."""
+
+    def __init__(self, dev, channels):
+        self.dev = dev
+        self.channels = channels
+        self.read_us = 1000          # slow reads: a few sample sets per burst keep the test quick
+
+    def read_burst(self, buf, nsets):
+        us = nsets * len(self.channels) * self.read_us
+        self.dev.clock.advance(us // 1000)
+        self.dev.on_burst()
+        return us
+
+
+class Event:
+    def __init__(self, dev):
+        self.dev = dev
+
+    def set(self):                   # a readings message is out: what it says and when it closed
+        dev = self.dev
+        dev.published.append((readings_json.dumps(dev.readings), dev.clock.now))
+        if len(dev.published) == dev.stop_after:
+            dev.stopping = True
+
+
+class Dev:
+    """What metering_task uses of app.Device; `change` = (after ms, new settings) during the run."""
+
+    def __init__(self, clock, boot_ms, first, change, stop_after):
+        self.clock = clock
+        self.board = sim
+        self.hal = self.settings = self.energy_store = self.uplink = self    # one object plays them all
+        self.current = first
+        self.change = change
+        self.boot_ms = boot_ms
+        self.start = clock.now
+        self.wake = Event(self)
+        self.stopping = False
+        self.readings = None
+        self.max_late_ms = 0
+        self.published = []
+        self.stop_after = stop_after
+
+    def adc(self, channels):
+        return Adc(self, channels)
+
+    def on_burst(self):
+        if self.change and self.clock.ticks_diff(self.clock.now, self.start) >= self.change[0]:
+            self.current = self.change[1]
+            self.change = None
+
+    def load(self):
+        return None
+
+    def due(self, now):
+        return False
+
+    def beat(self, task):
+        pass
+
+    def currents(self, amps):
+        pass
+
+
+def _run(first_interval, change_after_ms, new_interval, windows, boot_ms_before=0):
+    clock = Clock(START)
+    first = settings.apply_changes(settings.DEFAULTS, {"interval_s": first_interval})
+    new = settings.apply_changes(settings.DEFAULTS, {"interval_s": new_interval})
+    dev = Dev(clock, clock.ticks_add(START, -boot_ms_before), first, (change_after_ms, new), windows)
+    real_time, real_asyncio = app.time, app.asyncio
+    app.time, app.asyncio = clock, Sleeper(clock)
+    try:
+        asyncio.run(app.metering_task(dev))
+    finally:
+        app.time, app.asyncio = real_time, real_asyncio
+    return dev
+
+
+def _value(text, key):
+    start = text.index('"%s": ' % key) + len(key) + 4
+    end = start
+    while text[end] not in ",}":
+        end += 1
+    return text[start:end]
+
+
+def _windows(dev):
+    """Per readings message: the interval_s it says, and the ms since the previous message's window
+    closed (None for the first: it starts with the task, and every close may come a gap late)."""
+    out = []
+    prev = None
+    for text, closed in dev.published:
+        out.append((_value(text, "interval_s"), None if prev is None else dev.clock.ticks_diff(closed, prev)))
+        prev = closed
+    return out
+
+
+def test_each_readings_message_says_the_interval_its_window_ran_for():
+    # interval_s goes from 1 to 2 s in the middle of the second window: that window still closes
+    # after 1 s and says 1.0, every later one runs 2 s and says 2.0.
+    dev = _run(1, 1500, 2, 5)
+    assert _windows(dev) == [("1.0", None), ("1.0", 1000), ("2.0", 2000), ("2.0", 2000), ("2.0", 2000)]
+    # ... and the other way, to a fractional interval.
+    dev = _run(2, 500, 1.5, 4)
+    assert _windows(dev) == [("2.0", None), ("1.5", 1500), ("1.5", 1500), ("1.5", 1500)]
+
+
+def test_uptime_is_exact_milliseconds_since_boot_across_a_ticks_wrap():
+    dev = _run(1.5, 10 ** 9, 1, 4, boot_ms_before=1234)
+    said = [_value(text, "uptime_s") for text, _ in dev.published]
+    since_boot = [dev.clock.ticks_diff(closed, dev.boot_ms) for _, closed in dev.published]
+    assert said == ["%d.%03d" % (ms // 1000, ms % 1000) for ms in since_boot], (said, since_boot)
+    assert since_boot[0] >= 1234 + 1500 and since_boot[3] - since_boot[0] == 3 * 1500
+    assert [_value(text, "seq") for text, _ in dev.published] == ["1", "2", "3", "4"]
+    assert dev.clock.now < START         # the clock wrapped on the way
