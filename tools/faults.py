@@ -2,7 +2,9 @@
 
 Each campaign throws one kind of fault at a simulated meter and counts what went wrong: crashes
 (the device process died other than by our hand), stalls (a readings window closed more than 100 ms
-late), broken settings files, energy regressions (the counters went backwards or lost more than 60 s).
+late), broken settings files, energy regressions (the counters went backwards or lost more than 60 s),
+gaps (across a broker outage the windows were not one per second, or the energy counted differs from
+the power for the time that passed).
 At the end a table; the exit status is 1 when any of those counts is not 0.
 
 Uses the test suite's real parts (tests/host: simctl, brokers, uplink_rig). Options: --only NAME[,NAME],
@@ -28,7 +30,17 @@ sys.path[:0] = [os.path.join(ROOT, "tests", "host"), os.path.join(ROOT, "tools")
 
 from brokers import Mosquitto, Subscriber  # noqa: E402
 from simctl import Sim  # noqa: E402
-from uplink_rig import BASE, SCENARIO, Rig, api_readings, late_warnings, windows_on_time  # noqa: E402
+from uplink_rig import (  # noqa: E402
+    BASE,
+    SCENARIO,
+    Rig,
+    api_readings,
+    assert_on_time,
+    broker_outage,
+    continuity_problems,
+    late_warnings,
+    windows_on_time,
+)
 
 from mpenv import use_firmware_on_cpython  # noqa: E402
 
@@ -93,6 +105,42 @@ def broker_kills(work, rng, rounds):
         log = rig.sim.log()
         row("broker SIGKILLed and restarted", rounds, reconnected=reconnects, never_back=lost,
             crashes=crashes(log), stalls=len(late_warnings(log)))
+    finally:
+        rig.close()
+
+
+def broker_outages(work, rng, rounds):
+    """The broker down for 30 s, `rounds` times in a row (make test has one of these): metering keeps
+    one window per second meanwhile, the device is back within the 60 s back-off each time, and the
+    energy counted across each outage is the power for the time that passed."""
+    rig = Rig(work / "outages").start()
+    back = stalled = energy = 0
+    try:
+        rig.sub.wait_for(BASE + "/status", lambda m: m.payload == b"online", timeout=30)
+        for k in range(rounds):
+            try:
+                seen = broker_outage(rig, 30)
+            except AssertionError as e:          # no readings from the device: the rest cannot run
+                print("faults: outage %d: %s" % (k, str(e).splitlines()[0]), flush=True)
+                break
+            first, last = seen["during"]
+            if not windows_on_time(first, last) or last["import_wh"] <= first["import_wh"]:
+                stalled += 1
+                print("faults: outage %d: windows while down %r -> %r" % (k, first, last), flush=True)
+            if not seen["back"]:
+                continue
+            back += 1
+            problems = continuity_problems(seen["before"], seen["after"][0])
+            try:
+                assert_on_time(seen["after"])
+            except AssertionError as e:
+                problems.append("after: %s" % e)
+            energy += bool(problems)
+            for p in problems:
+                print("faults: outage %d: %s" % (k, p), flush=True)
+        log = rig.sim.log()
+        row("broker down for 30 s, then back", rounds, back_online=back, never_back=rounds - back,
+            gaps=energy, crashes=crashes(log), stalls=len(late_warnings(log)) + stalled)
     finally:
         rig.close()
 
@@ -384,9 +432,9 @@ def watchdog(work, rng, rounds):
         rig.close()
 
 
-CAMPAIGNS = {"broker": (broker_kills, 20), "network": (network_drops, 20), "join": (join_vanishing, 5),
-             "power": (power_cuts, 100), "input": (bad_input, 300), "heap": (heap_cap, 1),
-             "watchdog": (watchdog, 3)}
+CAMPAIGNS = {"broker": (broker_kills, 20), "outages": (broker_outages, 5), "network": (network_drops, 20),
+             "join": (join_vanishing, 5), "power": (power_cuts, 100), "input": (bad_input, 300),
+             "heap": (heap_cap, 1), "watchdog": (watchdog, 3)}
 
 
 def main():
@@ -408,7 +456,7 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
     bad_keys = ("crashes", "stalls", "broken_settings", "energy_backwards", "counted_twice", "never_back",
-                "no_boot", "stored_while_failing")
+                "no_boot", "stored_while_failing", "gaps")
     print("\n| campaign | rounds | results |\n| --- | --- | --- |")
     failed = False
     for name, rounds, counts in RESULTS:

@@ -10,9 +10,10 @@ import pytest
 from simctl import Sim
 
 
-@pytest.fixture
-def sim(tmp_path):
-    s = Sim(tmp_path, {}).start()
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    """One device for the module (the garbage test, last, also checks that the server lives on)."""
+    s = Sim(tmp_path_factory.mktemp("dnsd"), {}).start()
     s.wait_for("dns: serving")
     yield s
     s.close()

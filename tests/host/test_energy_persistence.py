@@ -1,4 +1,4 @@
-"""Energy counters survive power cuts and restarts (SPEC 3): never backwards, never counted twice, at
+"""Energy counters survive power cuts and restarts (contract §3): never backwards, never counted twice, at
 most 60 s lost on a sudden power cut (SIGKILL of the simulator), nothing on an orderly restart."""
 import json
 import random
@@ -6,6 +6,7 @@ import signal
 import time
 import urllib.request
 
+import pytest
 from simctl import Sim
 
 POWER_W = 230.0 * 10.0
@@ -28,6 +29,7 @@ def import_wh(sim, timeout=20):
     raise AssertionError("no readings; log:\n" + sim.log()[-3000:])
 
 
+@pytest.mark.slow
 def test_power_cuts_lose_at_most_60_s_and_an_orderly_restart_loses_nothing(tmp_path):
     rng = random.Random(7)
     sim = Sim(tmp_path, SCENARIO)

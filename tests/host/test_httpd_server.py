@@ -1,6 +1,6 @@
 """The HTTP core on real sockets, served by the MicroPython unix port (tests/host/mp_httpd_main.py).
 
-Hostile clients (SPEC 2): oversized request lines, headers and bodies, malformed encodings, a handler
+Hostile clients (contract §2): oversized request lines, headers and bodies, malformed encodings, a handler
 that fails, slow and half-open clients, many clients at once. The server must answer each with the
 right status or cut it off in time, keep serving everyone else meanwhile, and never block its event
 loop: a task in the server ticks every 50 ms and reports its worst lateness at GET /lateness.

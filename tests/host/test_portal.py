@@ -1,4 +1,4 @@
-"""The captive portal of SPEC 2 through real sockets against tools/sim (a factory-new device)."""
+"""The captive portal of contract §2 through real sockets against tools/sim (a factory-new device)."""
 import json
 import os
 import socket
@@ -56,10 +56,24 @@ def wait_state(sim, states, timeout=15):
     raise AssertionError("state never reached %s: %s" % (states, st))
 
 
-@pytest.fixture
-def sim(tmp_path):
-    s = Sim(tmp_path, SCENARIO).start()
+def _factory_new(path):
+    s = Sim(path, SCENARIO).start()
     s.wait_for("portal: serving")
+    return s
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    """One factory-new device for the tests that leave it so (they check it): started once per module."""
+    s = _factory_new(tmp_path_factory.mktemp("portal"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def fresh_sim(tmp_path):
+    """A factory-new device of its own, for a test that joins a network."""
+    s = _factory_new(tmp_path)
     yield s
     s.close()
 
@@ -118,23 +132,23 @@ def test_invalid_credentials_are_refused_naming_the_field_and_nothing_is_stored(
     assert not os.path.exists(os.path.join(sim.state, "wifi.json"))
 
 
-def test_wrong_password_fails_then_the_right_one_connects_and_is_stored(sim):
+def test_wrong_password_fails_then_the_right_one_connects_and_is_stored(fresh_sim):
     wrong = json.dumps({"ssid": "Home", "password": "wrongpass1"}).encode()
-    status, _, body = request(sim, "/connect", wrong, {"Content-Type": "application/json"})
+    status, _, body = request(fresh_sim, "/connect", wrong, {"Content-Type": "application/json"})
     assert status == 202
-    st = wait_state(sim, ("failed",))
+    st = wait_state(fresh_sim, ("failed",))
     assert st["error"] == "wrong_password"
-    assert not os.path.exists(os.path.join(sim.state, "wifi.json"))
-    status, _, body = request(sim, "/connect", ("ssid=Home&password=" + PASSWORD).encode(),
+    assert not os.path.exists(os.path.join(fresh_sim.state, "wifi.json"))
+    status, _, body = request(fresh_sim, "/connect", ("ssid=Home&password=" + PASSWORD).encode(),
                               {"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 200 and b"/api/status" in body          # the page that follows the join
-    st = wait_state(sim, ("connected",))
+    st = wait_state(fresh_sim, ("connected",))
     assert st["network"] == "wifi" and st["ssid"] == "Home" and st["ip"]
-    with open(os.path.join(sim.state, "wifi.json")) as f:
+    with open(os.path.join(fresh_sim.state, "wifi.json")) as f:
         assert json.load(f)["ssid"] == "Home"
     # No endpoint, page or log line ever shows the Wi-Fi password or the PIN.
-    seen = [request(sim, p)[2].decode() for p in ("/", "/api/status", "/api/scan", "/api/readings")]
-    seen.append(sim.log())
+    seen = [request(fresh_sim, p)[2].decode() for p in ("/", "/api/status", "/api/scan", "/api/readings")]
+    seen.append(fresh_sim.log())
     for text in seen:
         assert PASSWORD not in text and "12345678" not in text
 

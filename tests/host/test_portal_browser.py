@@ -33,7 +33,7 @@ def wait_status_starting(page, text, timeout=20.0):
 @pytest.fixture
 def browser():
     if not os.path.exists(CHROMIUM):
-        pytest.fail("chromium is not installed (.ci/run installs it: apt-get install chromium)")
+        pytest.fail("chromium is not installed: make test installs it (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -1,4 +1,4 @@
-"""Hostile and heavy traffic on the portal never stalls metering (SPEC 2, issue 4).
+"""Hostile and heavy traffic on the portal never stalls metering (contract §2, issue 4).
 
 While 50 clients hit the portal at once, slow clients dribble bytes, half-open clients say nothing and
 oversized requests arrive, the readings must keep their one-per-second cadence: judged from the readings'
@@ -76,6 +76,7 @@ def attack(sim, stop, counts):
             t.join()
 
 
+@pytest.mark.slow
 def test_metering_keeps_its_cadence_under_portal_attack(sim):
     time.sleep(2)
     stop = threading.Event()

@@ -1,5 +1,5 @@
 """tools/replay on broken capture files: a message naming what is wrong and a non-zero exit, never a
-traceback (SPEC: bad input gets a clear error). The first case is the bug make faults found: a capture
+traceback (contract: bad input gets a clear error). The first case is the bug make faults found: a capture
 without the channels the settings need crashed inside the meter."""
 import json
 import os

@@ -1,4 +1,4 @@
-"""The MQTT uplink of SPEC 3: the simulated meter against a real mosquitto, watched by a real subscriber."""
+"""The MQTT uplink of contract §3: the simulated meter against a real mosquitto, watched by a subscriber."""
 import json
 import math
 import signal
@@ -19,24 +19,33 @@ from uplink_rig import (
 
 @pytest.fixture
 def rig(tmp_path):
+    """A meter of its own, for a test that changes the device's settings, session or power."""
     r = Rig(tmp_path).start()
     yield r
     r.close()
 
 
-def test_status_info_and_config_are_retained_after_connect(rig):
-    rig.sub.wait_for(BASE + "/status", lambda m: m.payload == b"online", timeout=20)
-    info = rig.sub.wait_for(BASE + "/info", timeout=10).json()
+@pytest.fixture(scope="module")
+def shared_rig(tmp_path_factory):
+    """One meter for the tests that change nothing on it (and check so): started once per module."""
+    r = Rig(tmp_path_factory.mktemp("shared-rig")).start()
+    yield r
+    r.close()
+
+
+def test_status_info_and_config_are_retained_after_connect(shared_rig):
+    shared_rig.sub.wait_for(BASE + "/status", lambda m: m.payload == b"online", timeout=20)
+    info = shared_rig.sub.wait_for(BASE + "/info", timeout=10).json()
     assert info == {"serial": SERIAL, "firmware": info["firmware"], "board": "sim", "sensor": "home",
                     "rated_a": 100, "phases": 3, "network": "lan", "ip": info["ip"], "rssi_dbm": None}
     assert info["firmware"] and info["ip"]
-    config = rig.sub.wait_for(BASE + "/config", timeout=10).json()
+    config = shared_rig.sub.wait_for(BASE + "/config", timeout=10).json()
     assert config["interval_s"] == 1 and config["mqtt"]["password_set"] is False
     assert "password" not in config["mqtt"]
     # A subscriber that comes later gets status, info and config from the broker (retained).
     from brokers import Subscriber
 
-    late = Subscriber(rig.broker.host, rig.broker.port, topics=[BASE + "/#"])
+    late = Subscriber(shared_rig.broker.host, shared_rig.broker.port, topics=[BASE + "/#"])
     try:
         for topic in ("status", "info", "config"):
             m = late.wait_for(BASE + "/" + topic, timeout=10)
@@ -45,11 +54,11 @@ def test_status_info_and_config_are_retained_after_connect(rig):
         late.close()
 
 
-def test_readings_every_interval_with_seq_growing_by_one_and_the_scenario_values(rig):
-    rig.sub.wait_for(BASE + "/status", lambda m: m.payload == b"online", timeout=20)
-    got = rig.next_readings(6)
+def test_readings_every_interval_with_seq_growing_by_one_and_the_scenario_values(shared_rig):
+    shared_rig.sub.wait_for(BASE + "/status", lambda m: m.payload == b"online", timeout=20)
+    got = shared_rig.next_readings(6)
     assert_on_time(got)
-    arrivals = [m.t for m in rig.sub.messages(BASE + "/readings")][-6:]
+    arrivals = [m.t for m in shared_rig.sub.messages(BASE + "/readings")][-6:]
     for a, b in zip(arrivals, arrivals[1:], strict=False):
         assert 0.7 <= b - a <= 1.3, arrivals                 # each one on its own interval
     r = got[-1]
@@ -130,21 +139,21 @@ def test_config_set_valid_changes_are_applied_stored_and_echoed(rig):
     (b'{"interval_s": 5, "sensor": "huge"}', "sensor"),       # one bad field: nothing at all applied
     (b'{"x": "' + b"a" * 5000 + b'"}', ""),
 ])
-def test_config_set_invalid_changes_nothing_and_says_why(rig, payload, field):
-    rig.sub.wait_for(BASE + "/config", timeout=20)
-    rig.next_readings(1)
-    configs_before = len(rig.sub.messages(BASE + "/config"))
-    t0 = _config_set(rig, payload)
-    err = rig.sub.wait_for(BASE + "/config/error", lambda m: m.t > t0, timeout=10)
+def test_config_set_invalid_changes_nothing_and_says_why(shared_rig, payload, field):
+    shared_rig.sub.wait_for(BASE + "/config", timeout=20)
+    shared_rig.next_readings(1)
+    configs_before = len(shared_rig.sub.messages(BASE + "/config"))
+    t0 = _config_set(shared_rig, payload)
+    err = shared_rig.sub.wait_for(BASE + "/config/error", lambda m: m.t > t0, timeout=10)
     body = err.json()
     assert set(body) == {"error", "field"} and body["field"] == field and body["error"]
     assert not err.retain
     time.sleep(1.5)
-    assert len(rig.sub.messages(BASE + "/config")) == configs_before        # no echo: nothing changed
-    assert rig.next_readings(1)[0]["interval_s"] == 1
+    assert len(shared_rig.sub.messages(BASE + "/config")) == configs_before   # no echo: nothing changed
+    assert shared_rig.next_readings(1)[0]["interval_s"] == 1
     import os
 
-    assert not os.path.exists(rig.sim.state + "/settings.json")             # nothing stored
+    assert not os.path.exists(shared_rig.sim.state + "/settings.json")        # nothing stored
 
 
 def test_alarm_at_once_when_a_phase_exceeds_the_supply_limit(rig):
@@ -205,6 +214,7 @@ def test_home_assistant_discovery(rig):
     assert again.json() == by_topic[again.topic].json()
 
 
+@pytest.mark.slow
 def test_metering_keeps_its_cadence_while_there_is_no_broker(tmp_path):
     rig = Rig(tmp_path)
     try:
@@ -283,6 +293,7 @@ def test_a_broker_name_is_resolved_through_the_networks_dns_server(tmp_path):
         ns.close()
 
 
+@pytest.mark.slow
 def test_a_dns_server_that_never_answers_stalls_nothing(tmp_path):
     ns = NameServer({}, silent=True)
     rig = Rig(tmp_path, broker_arg=False, env={"AMPGUARD_DNS_SERVER": "127.0.0.1:%d" % ns.port})

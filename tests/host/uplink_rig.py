@@ -1,4 +1,4 @@
-"""A simulated meter wired to a real mosquitto and a real subscriber (tests of SPEC 3)."""
+"""A simulated meter wired to a real mosquitto and a real subscriber (tests of contract §3)."""
 import json
 import os
 import time
@@ -98,3 +98,57 @@ def assert_on_time(readings, interval=1.0, slack=0.1):
     for a, b in zip(readings, readings[1:], strict=False):
         assert b["seq"] == a["seq"] + 1, (a["seq"], b["seq"])
         assert abs(b["uptime_s"] - a["uptime_s"] - interval) <= slack, (a["uptime_s"], b["uptime_s"])
+
+
+# -- a broker outage: one in make test (tests/host/test_uplink_faults.py), five in a row in make faults --
+POWER_W = 230.0 * 10.0 + 230.0 * 16.0 * 0.9063      # SCENARIO's active power: L1 + L2 (25 degrees)
+
+
+def online_after(rig, t, timeout):
+    """The device's `online` status that arrived after monotonic time t (AssertionError if none came)."""
+    return rig.sub.wait_for(BASE + "/status", lambda m: m.payload == b"online" and m.t > t, timeout=timeout)
+
+
+def watch_portal_readings(sim, seconds):
+    """Poll the portal's readings for `seconds`; (first, last) of what it showed meanwhile."""
+    seen = {}
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        r = api_readings(sim)
+        seen[r["seq"]] = r
+        time.sleep(0.25)
+    return seen[min(seen)], seen[max(seen)]
+
+
+def broker_outage(rig, seconds=30.0, back_within=75.0):
+    """Stop the rig's broker for `seconds` while watching the portal's readings, start it again on its
+    port and wait for the device to say `online`. Returns what was seen, for the caller to judge:
+    before (the last readings message before the stop), during ((first, last) portal readings while the
+    broker was down), back (whether `online` came within back_within s: the back-off is at most 60 s)
+    and after (the next 3 readings messages once back, else [])."""
+    before = rig.next_readings(2)[-1]
+    rig.broker.stop()
+    t_stop = time.monotonic()
+    during = watch_portal_readings(rig.sim, seconds - (time.monotonic() - t_stop))
+    rig.broker.start()
+    t_start = time.monotonic()
+    try:
+        online_after(rig, t_start, back_within)
+    except AssertionError:
+        return {"before": before, "during": during, "back": False, "after": []}
+    return {"before": before, "during": during, "back": True, "after": rig.next_readings(3)}
+
+
+def continuity_problems(a, b, power_w=POWER_W, interval=1.0):
+    """What went wrong between two readings messages of a steady load: windows not one per interval of
+    uptime (a gap or a stall), or energy that does not equal the power for the time that passed (within
+    1 %: lost, or counted twice). Empty when nothing did."""
+    problems = []
+    dt = b["uptime_s"] - a["uptime_s"]
+    if abs((b["seq"] - a["seq"]) - dt / interval) > 1:
+        problems.append("windows: seq %d -> %d in %.1f s of uptime" % (a["seq"], b["seq"], dt))
+    counted = b["import_wh"] - a["import_wh"]
+    expected = power_w * dt / 3600
+    if abs(counted - expected) > 0.01 * expected:
+        problems.append("energy: %.3f Wh counted, %.3f Wh expected in %.1f s" % (counted, expected, dt))
+    return problems
