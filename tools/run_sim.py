@@ -33,17 +33,26 @@ def start_broker(port, impl="auto"):
         conf.close()
         proc = subprocess.Popen(["mosquitto", "-c", conf.name], start_new_session=True)
         name = "mosquitto"
+        try:
+            _wait_listening(proc, port, name)
+        finally:
+            os.unlink(conf.name)      # mosquitto read it at start: nothing is left in the temp folder
+        return proc, name
     else:
         proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "embedded_broker.py"),
                                  "--bind", "%s:%d" % (HOST, port)], start_new_session=True)
         name = "embedded amqtt broker"
+    _wait_listening(proc, port, name)
+    return proc, name
+
+
+def _wait_listening(proc, port, name):
     deadline = time.monotonic() + 15
     while not listening(port):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise SystemExit("make sim: the %s did not start on %s:%d" % (name, HOST, port))
         time.sleep(0.1)
-    return proc, name
 
 
 def main():

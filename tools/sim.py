@@ -1,6 +1,6 @@
 """tools/sim: run the whole firmware on the MicroPython unix port with simulated hardware.
 
-See SPEC section 6 and docs/design.md ("The simulator"). This CPython process is the device's
+See contract §6 and docs/design.md ("The simulator"). This CPython process is the device's
 power supply and reset line: it starts the MicroPython child, restarts it on a reset or a
 watchdog timeout, and turns SIGTERM/SIGINT into an orderly shutdown of the child.
 """
@@ -25,13 +25,16 @@ CRASH_RESTART_S = 1.0         # an unhandled crash restarts like the device's wa
 SHUTDOWN_GRACE_S = 15.0       # orderly shutdown may take this long before the power is cut
 DEFAULT_SERIAL = "2312000042G"
 DEFAULT_PIN = "12345678"
+DEFAULT_SCENARIO = os.path.join(ROOT, "tools", "scenarios", "default.json")
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="tools/sim", description=__doc__.splitlines()[0])
     p.add_argument("--state", default=os.path.join(ROOT, ".sim-state"),
                    help="the device's flash folder (identity, settings, energy); new = factory-new")
-    p.add_argument("--scenario", help="JSON file describing the simulated world (re-read on change)")
+    p.add_argument("--scenario", help="JSON file describing the simulated world (re-read on change); "
+                   "without it no load and no Wi-Fi networks, except for --capture "
+                   "(tools/scenarios/default.json)")
     p.add_argument("--http", default="127.0.0.1:8080", help="portal address HOST:PORT")
     p.add_argument("--dns", default="127.0.0.1:5353", help="DNS server address HOST:PORT")
     p.add_argument("--broker", help="MQTT broker HOST:PORT, overriding the configured one")
@@ -41,7 +44,8 @@ def parse_args(argv):
     p.add_argument("--capture", metavar="FILE", help="write raw ADC sample sets to FILE and exit")
     p.add_argument("--seconds", type=float, default=2.0, help="length of --capture")
     p.add_argument("--sensor", choices=("home", "public"), help="CT type for --capture")
-    p.add_argument("--seed", type=int, default=1, help="random seed of the simulated front end")
+    p.add_argument("--seed", type=int, default=1,
+                   help="random seed of the simulated ADC's noise (the same seed gives the same samples)")
     return p.parse_args(argv)
 
 
@@ -51,8 +55,8 @@ def capture(args):
         cmd += ["-X", "heapsize=" + args.heap]
     cmd += [os.path.join(ROOT, "tools", "simhw", "capture_main.py"), "--out", args.capture,
             "--seconds", str(args.seconds), "--seed", str(args.seed)]
-    if args.scenario:
-        cmd += ["--scenario", args.scenario]
+    # A capture of nothing is no use as an example: without --scenario, the default world (a load).
+    cmd += ["--scenario", args.scenario or DEFAULT_SCENARIO]
     if args.sensor:
         cmd += ["--sensor", args.sensor]
     return subprocess.call(cmd, env=micropython_env())

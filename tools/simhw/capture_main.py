@@ -1,5 +1,5 @@
 # `tools/sim --capture FILE`: the simulated front end's raw sample sets in the capture format of
-# SPEC 6, for tools/replay. Runs on the MicroPython unix port (started by tools/sim.py) with
+# contract §6, for tools/replay. Runs on the MicroPython unix port (started by tools/sim.py) with
 #   --out FILE --seconds N [--seed N] [--scenario FILE] [--sensor home|public] [--channels v1,i1,...]
 # Simulated time starts at 0 µs and runs continuously (no sleeping); the file is written in chunks.
 import json
@@ -63,7 +63,7 @@ def _object(pairs):
 
 
 def header(board, adc, sensor):
-    """The header JSON of SPEC 6, keys in a readable order."""
+    """The header JSON of contract §6, keys in a readable order."""
     chans = adc.channels
     per = lambda kind, value: _object([(c, json.dumps(value)) for c in chans if c[0] == kind])
     return _object([

@@ -64,7 +64,7 @@ class Adc:
 
 
 class WifiStation:
-    """Join semantics of SPEC 6: only a listed SSID with its password joins; dhcp false gives no IP."""
+    """Join semantics of contract §6: only a listed SSID with its password joins; dhcp false gives no IP."""
 
     def __init__(self, scenario):
         self._scenario = scenario

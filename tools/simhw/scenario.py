@@ -1,4 +1,4 @@
-# The simulated world (SPEC section 6), read from a JSON file and re-read when it changes on disk.
+# The simulated world (contract §6), read from a JSON file and re-read when it changes on disk.
 # Runs on the MicroPython unix port (inside the simulated device) and on CPython.
 import json
 import time
@@ -18,6 +18,15 @@ PHASE_DEFAULT = {"current_a": 0.0, "angle_deg": 0.0, "harmonics": {}, "reversed"
 SENSORS = ("home", "public")
 MAX_HARMONIC = 50
 CHECK_EVERY_MS = 50
+
+
+def summary(data):
+    """One line of what matters most: each phase's current and angle, and the mains voltage."""
+    parts = ["L%d %.1f A %+.0f deg" % (k + 1, p["current_a"], p["angle_deg"])
+             for k, p in enumerate(data["phases"])]
+    v = data["mains"]["voltage_v"]
+    return "%s; mains %s V %.1f Hz" % (", ".join(parts), "/".join("%.0f" % x for x in v),
+                                     data["mains"]["freq_hz"])
 
 
 class ScenarioError(ValueError):
@@ -173,4 +182,6 @@ class Scenario:
             return False
         self.data = data
         self.version += 1
+        if not force:       # an edit while running: say that the world follows it
+            print("scenario: %s changed, the simulated world follows: %s" % (self.path, summary(data)))
         return True

@@ -1,4 +1,4 @@
-# The simulated ESP32 ADC front end (SPEC section 6): mains voltages and CT currents from the scenario,
+# The simulated ESP32 ADC front end (contract §6): mains voltages and CT currents from the scenario,
 # turned into 12-bit codes with the board's scale factors, a DC bias, noise, timing jitter and an
 # optional bow-shaped nonlinearity. Host only: runs on the MicroPython unix port and on CPython (tests).
 #
