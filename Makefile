@@ -18,7 +18,9 @@ $(SETUP_STAMP): requirements.txt
 	$(VENV)/bin/pip install --quiet -r requirements.txt
 	touch $@
 
+# The ESP32-like runtime (32-bit, float32, firmware frozen): built once, re-frozen when the firmware changes.
 setup: system $(SETUP_STAMP)
+	@$(PY) tools/esp32like/build.py >/dev/null
 
 sim: setup
 	$(PY) tools/run_sim.py --state $(STATE) --scenario $(SCENARIO)

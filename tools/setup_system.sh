@@ -12,6 +12,9 @@ check chromium chromium              # the portal's browser test (driven by Play
 check ip iproute2                    # network namespaces: a phone and a device on their own links
 check openssl openssl                # a throw-away PKI for the TLS broker tests
 check dig dnsutils                   # the README's example query of the captive DNS
+check make make                      # building the ESP32-like MicroPython (tools/esp32like/build.py)
+# ... as a 32-bit binary: gcc needs its 32-bit libraries
+echo 'int main(void){return 0;}' | gcc -m32 -x c - -o /dev/null 2>/dev/null || need+=(gcc-multilib)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
