@@ -7,7 +7,7 @@ STATE ?= .sim-state
 SCENARIO ?= tools/scenarios/default.json
 PYTEST_ARGS ?=
 
-.PHONY: setup system sim test check bench faults soak deploy clean
+.PHONY: setup system sim test check bench faults soak deploy image clean
 
 # Debian packages the tests and the simulator start for real (apt-get as root; else one line saying how).
 system:
@@ -49,6 +49,12 @@ soak: setup
 deploy: setup
 	@test -n "$(BOARD)" -a -n "$(PORT)" || { echo "usage: make deploy BOARD=olimex_esp32_poe PORT=/dev/ttyUSB0"; exit 2; }
 	$(PY) tools/deploy.py --board $(BOARD) --port $(PORT)
+
+# make image BOARD=olimex_esp32_poe: an ESP32 firmware image with the firmware frozen in (needs ESP-IDF and
+# a MicroPython checkout: see tools/image.py; without them it writes the manifest and says what is missing).
+image: setup
+	@test -n "$(BOARD)" || { echo "usage: make image BOARD=olimex_esp32_poe"; exit 2; }
+	$(PY) tools/image.py --board $(BOARD)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis .ruff_cache test-output

@@ -8,7 +8,7 @@ BOARDS_DIR = os.path.join(ROOT, "boards")
 
 
 def names():
-    return sorted(f[:-3] for f in os.listdir(BOARDS_DIR) if f.endswith(".py"))
+    return sorted(f[:-3] for f in os.listdir(BOARDS_DIR) if f.endswith(".py") and f != "manifest.py")
 
 
 def load(name):
