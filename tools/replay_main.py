@@ -15,6 +15,17 @@ MAGIC = "# ampguard-capture v1 "
 CHANNELS = ("v1", "v2", "v3", "i1", "i2", "i3")
 
 
+USAGE = "tools/replay [--runtime micropython|esp32-like] CAPTURE [--config SETTINGS.json]"
+HELP = """usage: %s
+
+A capture (contract section 6) through the firmware's metering code; one readings JSON line per window.
+  --config FILE   settings for the meter (the config/set document), e.g. {"sensor": "public"}
+  --runtime NAME  the MicroPython that runs it (also $AMPGUARD_RUNTIME; default micropython):
+                  micropython  the 64-bit unix port, doubles, firmware from firmware/
+                  esp32-like   32-bit, float32, small ints to 2^30, firmware frozen in, as on the
+                               ESP32 (build/esp32like/micropython, built by make setup)""" % USAGE
+
+
 class CaptureError(ValueError):
     pass
 
@@ -151,17 +162,16 @@ def main(argv):
             config = argv[i + 1]
             i += 2
         elif a in ("-h", "--help"):
-            print("usage: tools/replay CAPTURE [--config SETTINGS.json]")
+            print(HELP)
             return 0
         elif path is None and not a.startswith("-"):
             path = a
             i += 1
         else:
-            print("tools/replay: unexpected argument %r (usage: tools/replay CAPTURE [--config FILE])" % a,
-                  file=sys.stderr)
+            print("tools/replay: unexpected argument %r (usage: %s)" % (a, USAGE), file=sys.stderr)
             return 2
     if path is None:
-        print("usage: tools/replay CAPTURE [--config SETTINGS.json]", file=sys.stderr)
+        print("usage: " + USAGE, file=sys.stderr)
         return 2
     try:
         settings = load_config(config) if config else settings_mod.apply_changes(settings_mod.DEFAULTS, {})

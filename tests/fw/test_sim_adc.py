@@ -51,8 +51,10 @@ def _phase_deg(col, f, t0_us, set_us):
     """Phase of the fundamental of a column whose set s starts at t0_us + s * set_us."""
     mean = sum(col) / len(col)
     a = b = 0.0
+    f_uhz = round(f * 1e6)
     for s, y in enumerate(col):
-        w = 2 * math.pi * f * (t0_us + s * set_us) / 1e6
+        # As in _model: f * t as a float is 8.8e10 cycles at T0, whose fraction a float32 loses.
+        w = 2 * math.pi * (f_uhz * (t0_us + s * set_us) % 1000000000000) / 1e12
         a += (y - mean) * math.sin(w)
         b += (y - mean) * math.cos(w)
     return math.degrees(math.atan2(b, a))

@@ -3,15 +3,24 @@
 The host's viper ints are 64-bit, so overflow never shows there; these tests run the kernel's own code
 on CPython with Word32 arithmetic (tests/host/wrap32.py), at full scale for the longest window, and
 show that the same check catches an accumulator that is not chunked. They also run it with the host's
-zero-extended ptr32 loads, which break any stored negative word.
+zero-extended ptr32 loads, which break any stored negative word. Last, the kernels run on both MicroPython
+runtimes with the heap locked (tests/host/mp_accum_locked.py): nothing allocated per sample, also where
+small ints stop at 2^30 (esp32-like), and the sums exact.
 """
+import json
+import math
+import os
 import random
+import subprocess
 from array import array
 
 import accum
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wrap32 import Word32, Word32Array
+
+from mpenv import runtime_binary, runtime_env, runtime_problem
 
 LONGEST_WINDOW_SETS = 12000   # a 1 s replay window at 12 k sets/s; the device's bursts are ~1 k
 
@@ -120,3 +129,73 @@ def test_kernel_matches_exact_sums_on_random_bursts(data):
     exact = exact_sums(codes, nch, first, end, bias, pairs)
     for host in (False, True):
         assert run_kernel_32bit(codes, nch, first, end, bias, pairs, chunk, host) == exact
+
+
+# The same kernels on the MicroPython runtimes themselves, with the heap locked: they must allocate
+# nothing, also on the ESP32-like runtime, where a value crossing 2^30 outside viper words would be a
+# heap object (the sums of a full-scale window pass 2^30 many times over).
+RUNTIMES = ("micropython", "esp32-like")
+LOCKED_RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mp_accum_locked.py")
+
+
+def sine_codes(nch, nsets, amp, rng):
+    """Mains-like codes at 4.8 k sets/s and 50 Hz, amplitude `amp` counts around 2048 (clipped at the
+    rails when amp > 2048), with 2 LSB of noise: rising crossings every ~96 sets."""
+    out = array("H", bytes(2 * nch * nsets))
+    for n in range(nsets):
+        for c in range(nch):
+            v = 2048 + amp * math.sin(2 * math.pi * 50 * n / 4800 - c * 2.1) + rng.gauss(0, 2)
+            out[n * nch + c] = min(4095, max(0, round(v)))
+    return out
+
+
+def locked_cases(tmp_path):
+    rng = random.Random(10)
+    nch = 4
+    pairs = [(0, 1, 0), (0, 2, 30), (0, 3, -1)]
+    cases = []
+    for k, (codes, bias) in enumerate([full_scale(nch, LONGEST_WINDOW_SETS + 40, True),
+                                       full_scale(nch, LONGEST_WINDOW_SETS + 40, False),
+                                       (sine_codes(nch, LONGEST_WINDOW_SETS + 40, 2300, rng), [2048] * nch)]):
+        path = tmp_path / ("codes%d.bin" % k)
+        path.write_bytes(codes.tobytes())
+        cases.append(({"codes": str(path), "nch": nch, "first": 35, "end": LONGEST_WINDOW_SETS + 35,
+                       "bias": bias, "pairs": pairs, "level": 2048, "hyst": 40, "cross_channel": 0,
+                       "max_crossings": 200}, codes))
+    return cases
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_kernels_allocate_nothing_with_the_heap_locked_on_micropython(tmp_path, runtime):
+    problem = runtime_problem(runtime)
+    assert problem is None, problem
+    cases = locked_cases(tmp_path)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"small_int_max": (1 << 30) - 1, "cases": [c for c, _ in cases]}))
+    proc = subprocess.run([runtime_binary(runtime), "-X", "heapsize=4M", LOCKED_RUNNER, str(spec)],
+                          env=runtime_env(runtime), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout)
+    # The lock is real, and on esp32-like an int past 2^30 is a heap object (not on the 64-bit port).
+    assert out["lock_catches_allocation"]
+    assert out["crossing_2_30_allocates"] == (runtime == "esp32-like")
+    for (case, codes), got in zip(cases, out["cases"], strict=True):
+        assert got["failed"] is None, "a per-sample kernel allocated on %s" % runtime
+        nch, first, end, bias, pairs = case["nch"], case["first"], case["end"], case["bias"], case["pairs"]
+        n = end - first
+        sums = []
+        for c in range(nch):
+            sums += [int(v) for v in accum.channel_sums(got["sums"], c, n)]
+        for p in range(len(pairs)):
+            sums += [int(v) for v in accum.pair_sums(got["sums"], nch, p, n)]
+        exact = exact_sums(codes, nch, first, end, bias, pairs)
+        assert sums == exact
+        assert max(abs(v) for v in exact) >= 1 << 30       # the window's sums do cross 2^30
+        # Crossings and clipping against the same code on CPython's unbounded ints.
+        cross = array("i", [0] * case["max_crossings"])
+        count = accum.rising_crossings(codes, nch, 0, first, end, case["level"], case["hyst"], cross,
+                                       len(cross))
+        clips = array("i", [0] * nch)
+        accum.clip_counts(codes, nch, first, end, clips)
+        assert (got["count"], got["crossings"], got["clips"]) == (count, list(cross)[:count], list(clips))
+    assert out["cases"][2]["count"] == 125 and min(out["cases"][2]["clips"]) > 0   # 2.5 s of 50 Hz, clipped

@@ -2,8 +2,10 @@
 
 Every capture comes from physical truth through tools/sim --capture (12-bit codes, 2 LSB noise, a DC
 bias off mid-scale, the multiplex skew, a CT phase lag of 2.5 degrees that the settings' calibration
-corrects) and is replayed by tools/replay on the MicroPython unix port. Each row of the accuracy table
-is its own test; the expected values are computed here from the scenario's physics.
+corrects) and is replayed by tools/replay on each MicroPython runtime: the 64-bit unix port and the
+ESP32-like one (float32, small ints to 2^30, firmware frozen), where the same table must hold. Each
+row of the accuracy table is its own test per runtime; the expected values are computed here from the
+scenario's physics. A capture is recorded once and replayed on both runtimes (same samples).
 """
 import json
 import math
@@ -31,22 +33,46 @@ def truth(volts, phase):
     return v_rms, i_rms, p
 
 
-def capture_and_replay(tmp_path, name, sensor, freq, volts, phases, seed, seconds=3.0):
-    scenario = {"mains": {"voltage_v": volts, "freq_hz": freq, "harmonics": V_HARMONICS},
-                "phases": [dict(p, ct_lag_deg=CT_LAG_DEG) for p in phases],
-                "adc": {"noise_lsb": 2.0, "sensor": sensor}}
-    scen = tmp_path / (name + ".json")
-    scen.write_text(json.dumps(scenario))
-    cap = tmp_path / (name + ".txt")
-    out = subprocess.run([os.path.join(ROOT, "tools", "sim"), "--capture", str(cap), "--seconds",
-                          str(seconds), "--scenario", str(scen), "--seed", str(seed)],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
-    config = tmp_path / (name + ".config.json")
-    config.write_text(json.dumps({"sensor": sensor, "voltage_inputs": 3,
-                                  "calibration": {"i_phase_deg": [CT_LAG_DEG] * 3}}))
-    out = subprocess.run([os.path.join(ROOT, "tools", "replay"), str(cap), "--config", str(config)],
-                         capture_output=True, text=True)
+RUNTIMES = ("micropython", "esp32-like")
+
+
+@pytest.fixture(scope="module", params=RUNTIMES)
+def runtime(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def recorder(tmp_path_factory):
+    """Records a capture once per module (the simulated hardware does not depend on the runtime)."""
+    tmp = tmp_path_factory.mktemp("captures")
+    done = {}
+
+    def record(name, sensor, freq, volts, phases, seed, seconds):
+        if name in done:
+            return done[name]
+        scenario = {"mains": {"voltage_v": volts, "freq_hz": freq, "harmonics": V_HARMONICS},
+                    "phases": [dict(p, ct_lag_deg=CT_LAG_DEG) for p in phases],
+                    "adc": {"noise_lsb": 2.0, "sensor": sensor}}
+        scen = tmp / (name + ".json")
+        scen.write_text(json.dumps(scenario))
+        cap = tmp / (name + ".txt")
+        out = subprocess.run([os.path.join(ROOT, "tools", "sim"), "--capture", str(cap), "--seconds",
+                              str(seconds), "--scenario", str(scen), "--seed", str(seed)],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+        config = tmp / (name + ".config.json")
+        config.write_text(json.dumps({"sensor": sensor, "voltage_inputs": 3,
+                                      "calibration": {"i_phase_deg": [CT_LAG_DEG] * 3}}))
+        done[name] = (cap, config)
+        return done[name]
+
+    return record
+
+
+def capture_and_replay(recorder, runtime, name, sensor, freq, volts, phases, seed, seconds=3.0):
+    cap, config = recorder(name, sensor, freq, volts, phases, seed, seconds)
+    out = subprocess.run([os.path.join(ROOT, "tools", "replay"), "--runtime", runtime, str(cap),
+                          "--config", str(config)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     windows = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(windows) >= 2
@@ -60,9 +86,8 @@ def case(fractions, angles, sensor, thd_on=()):
 
 
 @pytest.fixture(scope="module")
-def replays(tmp_path_factory):
+def replays(recorder, runtime):
     """Two captures per sensor and frequency: 10-120 % of rated (with THD) and 2-10 %."""
-    tmp = tmp_path_factory.mktemp("accuracy")
     out = {}
     for k, (sensor, freq) in enumerate(SENSOR_FREQS):
         volts = [[207.0, 230.0, 253.0], [253.0, 207.0, 230.0]][k % 2]
@@ -70,7 +95,7 @@ def replays(tmp_path_factory):
         low = case([0.02, 0.05, 0.10], [0.0, 60.0, -60.0], sensor)
         for name, phases in (("high", high), ("low", low)):
             tag = "%s-%d-%s" % (sensor, freq, name)
-            windows = capture_and_replay(tmp, tag, sensor, freq, volts, phases, seed=k + 7)
+            windows = capture_and_replay(recorder, runtime, tag, sensor, freq, volts, phases, seed=k + 7)
             out[(sensor, freq, name)] = (volts, phases, windows)
     return out
 
@@ -116,17 +141,19 @@ def test_voltage_207_to_253_within_0_3_percent(replays, sensor, freq):
 
 
 @pytest.mark.parametrize("freq", [47.5, 50.0, 55.0, 60.0, 63.0])
-def test_frequency_within_0_02_hz(tmp_path, freq):
+def test_frequency_within_0_02_hz(recorder, runtime, freq):
     phases = case([0.3, 0.3, 0.3], [0.0, 20.0, 40.0], "home")
-    windows = capture_and_replay(tmp_path, "f", "home", freq, [230.0] * 3, phases, seed=3, seconds=2.5)
+    windows = capture_and_replay(recorder, runtime, "f%s" % freq, "home", freq, [230.0] * 3, phases, seed=3,
+                                 seconds=2.5)
     for w in windows:
         assert abs(w["freq_hz"] - freq) <= 0.02
 
 
 @pytest.mark.parametrize("sensor", ["home", "public"])
-def test_no_load_reads_zero_amps_and_zero_watts(tmp_path, sensor):
+def test_no_load_reads_zero_amps_and_zero_watts(recorder, runtime, sensor):
     phases = case([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], sensor)
-    windows = capture_and_replay(tmp_path, "zero", sensor, 50.0, [230.0] * 3, phases, seed=5)
+    windows = capture_and_replay(recorder, runtime, "zero-" + sensor, sensor, 50.0, [230.0] * 3, phases,
+                                 seed=5)
     for w in windows:
         for ph in w["phases"]:
             assert ph["current_a"] == 0.0 and ph["power_w"] == 0.0
