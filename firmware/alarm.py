@@ -10,6 +10,8 @@ class SupplyAlarm:
     def __init__(self, phases=3):
         self.over = [False] * phases     # raised and not re-armed yet
         self.last_ms = [0] * phases      # ticks_ms of the phase's latest alarm
+        self.limit = None                # the limit rearm_at was worked out for ...
+        self.rearm_at = None             # ... REARM times it: a float, made once per limit, not per burst
 
     def rearm(self):
         """No limit, or no currents: every phase starts afresh."""
@@ -20,7 +22,13 @@ class SupplyAlarm:
         """True when phase k (0-based), carrying `amps` at ticks `now_ms`, is due an alarm against
         `limit` (amps, or None for no limit): on going over it, then every REPEAT_MS while it stays
         over; re-armed only once it is REARM times the limit or less."""
-        if limit is None or amps <= limit * REARM:
+        if limit is None:
+            self.over[k] = False
+            return False
+        if limit != self.limit:
+            self.limit = limit
+            self.rearm_at = limit * REARM
+        if amps <= self.rearm_at:
             self.over[k] = False
             return False
         if amps <= limit:

@@ -1,6 +1,6 @@
 # The captive DNS server (contract §2): one UDP socket, answers from dnsreply.py; nothing a client sends can
-# stop it. serve() and the Server it returns behave as httpd.serve()'s (close, wait_closed), so the
-# application starts and stops both the same way.
+# stop it. serve() and the Server it returns behave as httpd.serve()'s (close, wait_closed; is_serving as
+# CPython's), so the application starts and stops both the same way.
 import asyncio
 import socket
 
@@ -16,14 +16,18 @@ class Server:
     def __init__(self, sock, ip4):
         self.task = asyncio.create_task(_answer(sock, ip4))
 
+    def is_serving(self):
+        """False once it has ended, closed or by itself (as asyncio.Server's)."""
+        return not self.task.done()
+
     def close(self):
         self.task.cancel()
 
     async def wait_closed(self):
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            pass
+        """Until it has ended. The task is watched, not awaited: awaiting it would pass the caller's
+        own cancellation on to it (both runtimes do) and make it look like the server's end."""
+        while not self.task.done():
+            await asyncio.sleep_ms(POLL_MS)
 
 
 async def serve(host, port, ip):

@@ -202,6 +202,8 @@ class Lan:
 class Hal:
     # the portal answers only on the access point: its address exists only while it is up
     portal_needs_ap = True
+    # no DNS server from DHCP is no look-up: socket.getaddrinfo would block the event loop
+    system_resolver = False
 
     def __init__(self, board):
         self.board = board

@@ -60,8 +60,12 @@ def _u16(n):
     return struct.pack("!H", n)
 
 
+def _bytes(s):
+    return s.encode() if isinstance(s, str) else s
+
+
 def _encode_str(s):
-    b = s.encode() if isinstance(s, str) else bytes(s)
+    b = _bytes(s)
     return _u16(len(b)) + b
 
 
@@ -84,11 +88,11 @@ def connect_packet(client_id, keepalive_s, user=None, password=None, will=None):
     return bytes(_head(0x10, len(body), body))
 
 
-def publish_pieces(topic, msg, retain=False, qos=0, pid=0):
+def publish_pieces(topic, msg, retain=False, qos=0, pid=0, dup=False):
     """PUBLISH as the pieces it is written in: header with the topic's length, topic, packet id (QoS 1),
     message. The message is one of them as it is, never copied into a packet (a readings message is
-    about 1 KB on a ~112 KB heap)."""
-    first = PUBLISH | (qos << 1) | (1 if retain else 0)
+    about 1 KB on a ~112 KB heap). dup: a QoS 1 message sent again (MQTT 3.1.1 3.3.1.1)."""
+    first = PUBLISH | (0x08 if dup else 0) | (qos << 1) | (1 if retain else 0)
     n = 2 + len(topic) + (2 if qos else 0) + len(msg)
     head = _head(first, n, _u16(len(topic)))
     if qos:
@@ -168,19 +172,16 @@ def tls_context(cafile):
     return ctx
 
 
-def _bytes(s):
-    return s.encode() if isinstance(s, str) else s
-
-
 class Connection:
     """An MQTT client as umqtt.simple's MQTTClient, on asyncio streams.
 
     connect() opens a new TCP (or TLS) connection each time and may be called again after a failure:
-    QoS 1 messages the broker never acknowledged are kept (at most MAX_INFLIGHT) and sent again first
-    after the next CONNACK. A reader task receives packets: PUBLISH goes to callback(topic, message)
-    (and is acknowledged when QoS 1), PUBACK ends a message's wait. The owner calls check() at least
-    every second for liveness. Writes are serialised by a lock (MicroPython's stream allows one
-    waiting writer), each bounded by WRITE_TIMEOUT_S."""
+    QoS 1 messages the broker never acknowledged are kept (at most MAX_INFLIGHT) and resend() sends
+    them again after the next CONNACK; forget() drops those that must not arrive late. A reader task
+    receives packets: PUBLISH goes to callback(topic, message) (and is acknowledged when QoS 1),
+    PUBACK ends a message's wait. The owner calls check() at least every second for liveness. Writes
+    are serialised by a lock (MicroPython's stream allows one waiting writer), each bounded by
+    WRITE_TIMEOUT_S."""
 
     def __init__(self, client_id, callback=None, keepalive_s=60):
         self.client_id = client_id
@@ -204,9 +205,9 @@ class Connection:
     async def connect(self, addr, port, user=None, password=None, will=None, ssl=None,
                       server_hostname=None):
         """Connect to `addr` (an IP address: no look-up here) and wait for a CONNACK that accepts the
-        session, all within CONNECT_TIMEOUT_S; then re-send what the last connection left
-        unacknowledged. will = (topic, message, retain, qos). Raises OSError, MQTTError or
-        asyncio.TimeoutError, and leaves nothing open when it does."""
+        session, all within CONNECT_TIMEOUT_S. will = (topic, message, retain, qos). Raises OSError,
+        MQTTError or asyncio.TimeoutError, and leaves nothing open when it does. What the last
+        connection left unacknowledged is sent by resend(), not here: the session is up already."""
         self.close()
         self._lock = asyncio.Lock()
         try:
@@ -225,11 +226,21 @@ class Connection:
         self.last_rx = time.ticks_ms()
         self.ping_sent = None
         self._rx = asyncio.create_task(self._receive())
-        # Oldest first (a newer retained message must stay the last word), under their ids: they
-        # stay in flight until acknowledged.
+
+    async def resend(self):
+        """Send again, with DUP set, the QoS 1 messages earlier connections left unacknowledged:
+        oldest first (a newer retained message must stay the last word), under their ids, staying in
+        flight until acknowledged."""
         for pid in sorted(self.inflight, key=self._age, reverse=True):
-            topic, msg, retain = self.inflight[pid]
-            await self._send(*publish_pieces(topic, msg, retain, 1, pid))
+            kept = self.inflight.get(pid)
+            if kept is not None:       # not acknowledged meanwhile
+                await self._send(*publish_pieces(kept[0], kept[1], kept[2], 1, pid, True))
+
+    def forget(self, topic_end):
+        """Drop the in-flight messages whose topic ends with `topic_end`: never sent again."""
+        topic_end = _bytes(topic_end)
+        for pid in [p for p, kept in self.inflight.items() if kept[0].endswith(topic_end)]:
+            del self.inflight[pid]
 
     async def _handshake(self, addr, port, user, password, will, ssl, server_hostname):
         if ssl is None:

@@ -100,12 +100,16 @@ async def _ask(name, server):
         sock.close()
 
 
-async def resolve(name, server):
-    """The IPv4 address of `name` (returned as is when it is one), asking `server` = (ip, port); with
-    no server (the simulator on a host without one) the system's resolver answers, blocking."""
+async def resolve(name, server, system_resolver=False):
+    """The IPv4 address of `name` (returned as is when it is one), asking `server` = (ip, port). With
+    no server the system's resolver answers, blocking, only where the hardware layer says it may
+    (`system_resolver`: the simulator on a host); on the ESP32 it would stall the event loop for lwIP's
+    DNS timeout, so there it is an OSError."""
     if inet.ipv4_bytes(name) is not None:
         return name
     if server is None:
+        if not system_resolver:
+            raise OSError("no DNS server from DHCP")
         ai = socket.getaddrinfo(name, 0, socket.AF_INET, socket.SOCK_STREAM)
         if not ai:
             raise OSError("cannot resolve %s" % name)

@@ -3,6 +3,8 @@ import os
 import sys
 
 IS_MICROPYTHON = sys.implementation.name == "micropython"
+# The runtime tests/conftest.py says this run is on: cpython, micropython or esp32-like.
+RUNTIME = os.getenv("AMPGUARD_FW_RUNTIME") if IS_MICROPYTHON else "cpython"
 _counter = [0]
 
 
@@ -31,3 +33,16 @@ def tmpdir():
 
 def approx(a, b, rel=1e-9, abs_tol=0.0):
     return abs(a - b) <= max(abs_tol, rel * max(abs(a), abs(b)))
+
+
+def json_raw(text, key, nth=0):
+    """The text of the nth value of `key` in JSON `text` as written (its decimals), for a number,
+    null or bool (not for strings, lists or objects)."""
+    at = -1
+    for _ in range(nth + 1):
+        at = text.index('"%s": ' % key, at + 1)
+    start = at + len(key) + 4
+    end = start
+    while text[end] not in ",}":
+        end += 1
+    return text[start:end]

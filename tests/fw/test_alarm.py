@@ -1,9 +1,11 @@
 # The supply alarm's decision (firmware/alarm.py, contract §3 `alarm`): raised at once over the limit,
 # repeated every 10 s while the phase stays over, raised anew only after dropping 3 % below the limit,
 # never without a limit; on both runtimes, with ticks that wrap.
+import gc
 import time
 
 from alarm import REARM, REPEAT_MS, SupplyAlarm
+from fwtest import IS_MICROPYTHON
 
 LIMIT = 16
 T0 = time.ticks_add(0, -3000)       # 3 s before ticks_ms wraps: the repeat must not care
@@ -56,3 +58,24 @@ def test_phases_are_independent():
     assert not a.due(0, 20.0, LIMIT, at(1000)) and not a.due(1, 20.0, LIMIT, at(1000))
     assert not a.due(2, 5.0, LIMIT, at(1000))
     assert a.over == [True, True, False]
+
+
+def test_deciding_a_burst_allocates_nothing_once_the_limit_is_known():
+    a = SupplyAlarm()
+    a.due(0, 15.8, 16.5, at(0))                        # a new limit: its re-arm threshold is worked out once
+    currents = (15.8, 16.2, 17.0, 5.0)                  # under, near, over and far under a float limit
+    if not IS_MICROPYTHON:
+        assert [a.due(0, amps, 16.5, at(250)) for amps in currents] == [False, False, True, False]
+        return                                          # CPython has no heap lock; the logic ran above
+    import micropython
+
+    gc.collect()
+    got = [None] * len(currents)
+    micropython.heap_lock()
+    try:
+        for k in range(len(currents)):                  # a float per phase per burst would fail here
+            got[k] = a.due(0, currents[k], 16.5, at(250))
+    except MemoryError:
+        got = "allocated"
+    micropython.heap_unlock()
+    assert got == [False, False, True, False], got

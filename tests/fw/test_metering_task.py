@@ -1,14 +1,17 @@
 # firmware/app.py metering_task on a simulated clock: each readings message says the interval its own
-# window ran for (also right after interval_s changes), and uptime_s is exact, across a ticks wrap.
+# window ran for (also right after interval_s changes), and uptime_s is exact, across a ticks wrap and
+# past the 2^29 ms (6.2 days) up to which ticks_diff can measure the time since boot.
 import asyncio
 
 import app
 import readings_json
 import settings
 import sim
+from fwtest import json_raw
 
 PERIOD = 1 << 30                 # MicroPython's ticks_ms period (every port)
 START = PERIOD - 2500            # the clock wraps in the third window
+STALL_MS = 1 << 28               # a burst that holds the clock for 3.1 days: a window apiece
 
 
 class Clock:
@@ -16,6 +19,7 @@ class Clock:
 
     def __init__(self, now):
         self.now = now
+        self.total = 0               # ms since the start, never wrapping: the truth to check against
 
     def ticks_ms(self):
         return self.now
@@ -28,6 +32,7 @@ class Clock:
 
     def advance(self, ms):
         self.now = self.ticks_add(self.now, int(ms))
+        self.total += int(ms)
 
     def time(self):
         return 0
@@ -56,7 +61,7 @@ class Adc:
 
     def read_burst(self, buf, nsets):
         us = nsets * len(self.channels) * self.read_us
-        self.dev.clock.advance(us // 1000)
+        self.dev.clock.advance(us // 1000 + self.dev.stall_ms)
         self.dev.on_burst()
         return us
 
@@ -67,7 +72,7 @@ class Event:
 
     def set(self):                   # a readings message is out: what it says and when it closed
         dev = self.dev
-        dev.published.append((readings_json.dumps(dev.readings), dev.clock.now))
+        dev.published.append((readings_json.dumps(dev.readings), dev.clock.now, dev.clock.total))
         if len(dev.published) == dev.stop_after:
             dev.stopping = True
 
@@ -75,8 +80,9 @@ class Event:
 class Dev:
     """What metering_task uses of app.Device; `change` = (after ms, new settings) during the run."""
 
-    def __init__(self, clock, boot_ms, first, change, stop_after):
+    def __init__(self, clock, boot_ms, first, change, stop_after, stall_ms=0):
         self.clock = clock
+        self.stall_ms = stall_ms         # added to every burst's duration
         self.board = sim
         self.hal = self.settings = self.energy_store = self.uplink = self    # one object plays them all
         self.current = first
@@ -111,11 +117,12 @@ class Dev:
         pass
 
 
-def _run(first_interval, change_after_ms, new_interval, windows, boot_ms_before=0):
+def _run(first_interval, change_after_ms, new_interval, windows, boot_ms_before=0, stall_ms=0):
     clock = Clock(START)
     first = settings.apply_changes(settings.DEFAULTS, {"interval_s": first_interval})
     new = settings.apply_changes(settings.DEFAULTS, {"interval_s": new_interval})
-    dev = Dev(clock, clock.ticks_add(START, -boot_ms_before), first, (change_after_ms, new), windows)
+    dev = Dev(clock, clock.ticks_add(START, -boot_ms_before), first, (change_after_ms, new), windows,
+              stall_ms)
     real_time, real_asyncio = app.time, app.asyncio
     app.time, app.asyncio = clock, Sleeper(clock)
     try:
@@ -125,21 +132,14 @@ def _run(first_interval, change_after_ms, new_interval, windows, boot_ms_before=
     return dev
 
 
-def _value(text, key):
-    start = text.index('"%s": ' % key) + len(key) + 4
-    end = start
-    while text[end] not in ",}":
-        end += 1
-    return text[start:end]
-
-
 def _windows(dev):
     """Per readings message: the interval_s it says, and the ms since the previous message's window
     closed (None for the first: it starts with the task, and every close may come a gap late)."""
     out = []
     prev = None
-    for text, closed in dev.published:
-        out.append((_value(text, "interval_s"), None if prev is None else dev.clock.ticks_diff(closed, prev)))
+    for text, closed, _ in dev.published:
+        since = None if prev is None else dev.clock.ticks_diff(closed, prev)
+        out.append((json_raw(text, "interval_s"), since))
         prev = closed
     return out
 
@@ -154,11 +154,13 @@ def test_each_readings_message_says_the_interval_its_window_ran_for():
     assert _windows(dev) == [("2.0", None), ("1.5", 1500), ("1.5", 1500), ("1.5", 1500)]
 
 
-def test_uptime_is_exact_milliseconds_since_boot_across_a_ticks_wrap():
-    dev = _run(1.5, 10 ** 9, 1, 4, boot_ms_before=1234)
-    said = [_value(text, "uptime_s") for text, _ in dev.published]
-    since_boot = [dev.clock.ticks_diff(closed, dev.boot_ms) for _, closed in dev.published]
+def test_uptime_is_exact_milliseconds_since_boot_across_a_ticks_wrap_and_past_6_days():
+    # Each window holds one burst that stalls the clock 2^28 ms: four windows reach 12.4 days, twice
+    # the most ticks_diff(now, boot) can tell, and wrap ticks_ms on the way.
+    dev = _run(1.5, 10 ** 9, 1, 4, boot_ms_before=1234, stall_ms=STALL_MS)
+    said = [json_raw(text, "uptime_s") for text, _, _ in dev.published]
+    since_boot = [1234 + total for _, _, total in dev.published]
     assert said == ["%d.%03d" % (ms // 1000, ms % 1000) for ms in since_boot], (said, since_boot)
-    assert since_boot[0] >= 1234 + 1500 and since_boot[3] - since_boot[0] == 3 * 1500
-    assert [_value(text, "seq") for text, _ in dev.published] == ["1", "2", "3", "4"]
-    assert dev.clock.now < START         # the clock wrapped on the way
+    # past ticks_diff's reach by the third window, and ticks_ms wrapped (after a whole period) by the fourth
+    assert since_boot[0] > STALL_MS and since_boot[2] > 1 << 29 and since_boot[3] > PERIOD
+    assert [json_raw(text, "seq") for text, _, _ in dev.published] == ["1", "2", "3", "4"]

@@ -85,6 +85,12 @@ def test_publish_is_written_in_pieces_and_the_message_is_never_copied():
     assert mqtt.parse_publish(0x30, b"\x00\x03a/bhello") == ("a/b", b"hello", 0, 0)
 
 
+def test_a_publish_sent_again_carries_the_dup_flag():
+    # MQTT 3.1.1 3.3.1.1: DUP (bit 3 of the first byte) set on a QoS 1 message sent again.
+    assert b"".join(mqtt.publish_pieces(b"t", b"m", True, 1, 7, True)) == b"\x3b\x06\x00\x01t\x00\x07m"
+    assert mqtt.publish_pieces(b"t", b"m", False, 1, 7)[0][0] == 0x32       # the first time: no DUP
+
+
 def test_subscribe_ping_and_disconnect_packets():
     sub = b"".join(mqtt.subscribe_pieces(5, b"a/config/set", 1))
     assert sub == b"\x82\x11\x00\x05\x00\x0ca/config/set\x01"
@@ -339,7 +345,7 @@ def test_qos1_stays_in_flight_until_its_puback_and_qos0_is_not_kept():
     _connected(test)
 
 
-def test_unacknowledged_qos1_is_sent_again_first_after_a_reconnect():
+def test_unacknowledged_qos1_is_sent_again_with_dup_by_resend_after_a_reconnect():
     async def test(broker, conn):
         broker.puback = False
         conn.pid = 65533                              # ids 65534, 65535, 1: in order across the wrap
@@ -349,12 +355,34 @@ def test_unacknowledged_qos1_is_sent_again_first_after_a_reconnect():
         conn.close()                                  # the link died before the PUBACKs
         broker.puback = True
         await conn.connect("127.0.0.1", broker.port)
+        await asyncio.sleep_ms(50)
+        assert not broker.packets(mqtt.PUBLISH, 2) and len(conn.inflight) == 3   # connect() only connects
+        await conn.resend()                           # the session is up: now they go again
         await conn.publish("t/status", b"online", True, 1)
         assert await _until(lambda: len(broker.packets(mqtt.PUBLISH, 2)) == 4)
-        again = [mqtt.parse_publish(f, b)[:3] for f, b in broker.packets(mqtt.PUBLISH, 2)]
-        assert again == [("t/one", b"A", 1), ("t/two", b"A", 1), ("t/three", b"A", 1),
-                         ("t/status", b"online", 1)]
+        again = [mqtt.parse_publish(f, b)[:3] + (bool(f & 0x08),) for f, b in broker.packets(mqtt.PUBLISH, 2)]
+        assert again == [("t/one", b"A", 1, True), ("t/two", b"A", 1, True), ("t/three", b"A", 1, True),
+                         ("t/status", b"online", 1, False)]
         assert await _until(lambda: not conn.inflight)
+
+    _connected(test)
+
+
+def test_forgotten_messages_are_not_sent_again():
+    async def test(broker, conn):
+        broker.puback = False
+        await conn.publish("b/alarm", b"{}", False, 1)
+        await conn.publish("b/config", "{}", True, 1)
+        await conn.publish("b2/alarm", b"{}", False, 1)
+        assert await _until(lambda: len(broker.packets(mqtt.PUBLISH)) == 3)
+        conn.close()
+        conn.forget("/alarm")
+        assert list(conn.inflight.values()) == [(b"b/config", b"{}", True)]
+        await conn.connect("127.0.0.1", broker.port)
+        await conn.resend()
+        assert await _until(lambda: broker.packets(mqtt.PUBLISH, 2))
+        await asyncio.sleep_ms(50)
+        assert [mqtt.parse_publish(f, b)[0] for f, b in broker.packets(mqtt.PUBLISH, 2)] == ["b/config"]
 
     _connected(test)
 

@@ -59,8 +59,12 @@ def test_ip_literals_need_no_look_up():
     assert asyncio.run(resolver.resolve("10.0.0.1", None)) == "10.0.0.1"
 
 
-def test_without_a_dns_server_the_systems_resolver_answers():
-    assert asyncio.run(resolver.resolve("localhost", None)) == "127.0.0.1"
+def test_without_a_dns_server_only_a_host_may_use_the_systems_resolver():
+    # On the ESP32 (no DHCP DNS server) getaddrinfo would block the event loop: refused at once.
+    err = raises(OSError, asyncio.run, resolver.resolve("localhost", None))
+    assert "no DNS server from DHCP" in str(err)
+    # The simulator's hardware layer says a blocking look-up is fine there.
+    assert asyncio.run(resolver.resolve("localhost", None, True)) == "127.0.0.1"
 
 
 async def _with_ticker(coro):

@@ -57,6 +57,23 @@ def test_esp32_layer_has_the_interface_of_the_simulated_one():
     assert {"channels", "read_us"} <= set(instance_attributes(esp32, "Adc"))
 
 
+def class_constants(tree, cls):
+    """{name: value} of the constants assigned in cls's body."""
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            return {t.id: n.value.value for n in node.body if isinstance(n, ast.Assign)
+                    and isinstance(n.value, ast.Constant) for t in n.targets if isinstance(t, ast.Name)}
+    return {}
+
+
+def test_only_the_simulator_may_look_names_up_with_the_blocking_system_resolver():
+    # firmware/resolver.py: without a DNS server from DHCP the ESP32 must not call getaddrinfo.
+    esp32 = class_constants(parse("firmware/hal_esp32.py"), "Hal")
+    sim = class_constants(parse("tools/simhw/hal_sim.py"), "Hal")
+    assert esp32["system_resolver"] is False and sim["system_resolver"] is True
+    assert esp32.keys() == sim.keys()
+
+
 def test_only_the_esp32_layer_imports_machine_or_network():
     for path in sorted(glob.glob(os.path.join(ROOT, "firmware", "*.py"))):
         rel = os.path.relpath(path, ROOT)
