@@ -35,6 +35,7 @@ test: check
 # then the uplink's latencies on loopback (needs mosquitto).
 bench: setup
 	$(VENV)/bin/micropython tools/bench/bench_engine.py
+	build/esp32like/micropython tools/bench/bench_engine.py
 	$(PY) tools/bench/bench_uplink.py
 
 # Not part of make test: the fault-injection campaign (under 20 minutes) and the long soak (MINUTES=60).
@@ -43,7 +44,7 @@ faults: setup
 
 MINUTES ?= 60
 soak: setup
-	$(PY) tools/soak.py --minutes $(MINUTES)
+	$(PY) tools/soak.py --minutes $(MINUTES) $(SOAK_ARGS)
 
 # make deploy PORT=/dev/ttyUSB0 BOARD=olimex_esp32_poe
 deploy: setup

@@ -23,6 +23,8 @@ BURST_MS = 240               # one sampling burst: 12 cycles at 50 Hz, 10 whole 
 GAP_MS = 30                  # between bursts the network runs; sampling never waits for it longer
 LATE_WARN_MS = 100           # a window closing later than this is logged (the uplink must never cause it)
 MIN_BURST_MS = 80            # 4 cycles: a shorter burst has too few whole cycles to be worth it
+MAX_CODES = 65536            # the burst buffer's codes at most (see _codes)
+NO_MEMORY_BACKOFF_MS = 1000  # a task that met a MemoryError waits this long (others free memory) and goes on
 UNIX_2000 = 946684800        # seconds from 1970 to 2000 (the ESP32's time() epoch)
 CLOCK_SET_AFTER = 1700000000  # a Unix time before this means the clock was never set
 
@@ -86,19 +88,43 @@ class Device:
         return True
 
 
+def _codes(n):
+    """An array('H') of n ADC codes, allocated once at its exact size (n <= MAX_CODES): array() sizes
+    itself from its initializer's len, and a range is no copy, where array("H", bytes(2 * n)) needs
+    the room twice. The values mean nothing until the first burst."""
+    return array("H", range(n))
+
+
 class Sampler:
     """The ADC, its burst buffer and the meter, rebuilt when settings change the channel layout."""
 
     def __init__(self, dev, settings, counters):
         self.meter = Meter(dev.board, settings, counters=counters)
         self.hal = dev.hal
+        self.buf = None
         self._open()
 
     def _open(self):
+        """The ADC and the burst buffer for the meter's channels. The largest block the firmware
+        allocates (13.7 KB for 240 ms of 4 channels): the old one goes first, and when the heap has no
+        room for it the bursts get shorter (down to MIN_BURST_MS) rather than the metering stopping."""
+        self.buf = None
+        nch = len(self.meter.channels)
         self.adc = self.hal.adc(self.meter.channels)
-        self.set_us = len(self.meter.channels) * self.adc.read_us
-        self.max_sets = BURST_MS * 1000 // self.set_us
-        self.buf = array("H", bytes(2 * self.max_sets * len(self.meter.channels)))
+        self.set_us = nch * self.adc.read_us
+        sets = min(BURST_MS * 1000 // self.set_us, MAX_CODES // nch)
+        least = MIN_BURST_MS * 1000 // self.set_us
+        while True:
+            try:
+                self.buf = _codes(sets * nch)
+                break
+            except MemoryError:
+                if sets <= least:
+                    raise
+                sets = max(least, sets * 3 // 4)
+                log.error("meter", "no room for the burst buffer: bursts of %d ms"
+                          % (sets * self.set_us // 1000))
+        self.max_sets = sets
 
     def reconfigure(self, settings):
         self.meter.configure(settings)
@@ -106,15 +132,55 @@ class Sampler:
             self._open()
 
     def burst(self, ms):
-        """One burst; returns its CycleStats."""
+        """One burst into the meter's window."""
+        if self.buf is None:         # a settings change found no room for it: try again
+            self._open()
         nsets = min(self.max_sets, ms * 1000 // self.set_us)
-        return self.meter.add_burst(self.buf, nsets, self.adc.read_burst(self.buf, nsets))
+        self.meter.add_burst(self.buf, nsets, self.adc.read_burst(self.buf, nsets))
 
 
-async def metering_task(dev):
-    """Sample in bursts, close a readings window every interval_s, keep the energy counting."""
-    settings = dev.settings.current
-    sampler = Sampler(dev, settings, dev.energy_store.load())
+def report(task, what, e):
+    """Log an exception a task met and survived; the logging itself may find no heap for its text."""
+    try:
+        log.error(task, "%s: %r" % (what, e))
+    except MemoryError:
+        pass
+
+
+def no_memory(task, e):
+    report(task, "out of memory, backing off", e)
+
+
+async def keep_running(task, run):
+    """await run(), started again (after a back-off) whenever it ends with a MemoryError: a task the
+    heap ran out on is logged, never dead."""
+    while True:
+        try:
+            return await run()
+        except MemoryError as e:
+            no_memory(task, e)
+        await asyncio.sleep_ms(NO_MEMORY_BACKOFF_MS)
+
+
+async def start_sampler(dev, settings):
+    """The Sampler for these settings, however long the heap takes to have room for it."""
+    counters = dev.energy_store.load()
+    while True:
+        try:
+            return Sampler(dev, settings, counters)
+        except MemoryError as e:
+            no_memory("meter", e)
+        dev.beat("metering")
+        await asyncio.sleep_ms(NO_MEMORY_BACKOFF_MS)
+
+
+async def metering_task(dev, sampler=None):
+    """Sample in bursts, close a readings window every interval_s, keep the energy counting. A
+    MemoryError costs a burst or a window's readings, never the task: it backs off and goes on.
+    sampler: made at boot for the current settings, or None."""
+    if sampler is None:
+        sampler = await start_sampler(dev, dev.settings.current)
+    settings = sampler.meter.settings
     dev.meter = sampler.meter
     seq = 0
     last_close = dev.last_close = time.ticks_ms()
@@ -124,68 +190,84 @@ async def metering_task(dev):
     next_close = time.ticks_add(last_close, int(interval_s * 1000))
     while not dev.stopping:
         dev.beat("metering")
-        now = time.ticks_ms()
-        left = time.ticks_diff(next_close, now)
-        if left > MIN_BURST_MS:
-            # The window's last burst shrinks to end on time: readings keep their cadence.
-            res = sampler.burst(min(BURST_MS, left))
-            # The supply alarm watches every burst; without a limit there is nothing to compute.
-            watch = dev.settings.current["supply_max_a"] is not None
-            dev.uplink.currents(sampler.meter.burst_currents(res) if watch else None)
-            await asyncio.sleep_ms(GAP_MS)
-            continue
-        if left > 0:
-            await asyncio.sleep_ms(left)
+        try:
             now = time.ticks_ms()
-        late = time.ticks_diff(now, next_close)
-        if late > dev.max_late_ms:
-            dev.max_late_ms = late
-            if late > LATE_WARN_MS:
-                log.warn("meter", "window closed %d ms late" % late)
-        # The window's energy covers all the time since the last close: none is lost in gaps.
-        elapsed_ms = time.ticks_diff(now, last_close)
-        readings = sampler.meter.close_window(elapsed_ms / 1000)
-        last_close = dev.last_close = now
-        up_ms += elapsed_ms
-        up_s, up_ms = up_s + up_ms // 1000, up_ms % 1000
-        seq += 1
-        readings["seq"] = seq
-        readings["uptime_s"] = Exact(up_s, up_ms, 3)
-        readings["time"] = unix_time()
-        readings["interval_s"] = interval_s
-        dev.readings = readings
-        dev.uplink.wake.set()            # new readings to publish
-        if dev.energy_store.due(now):
-            save_energy(dev, now)
-        # New settings apply from the next window on, which runs at their interval.
-        if dev.settings.current is not settings:
-            settings = dev.settings.current
-            sampler.reconfigure(settings)
-        interval_s = settings["interval_s"]
-        interval_ms = int(interval_s * 1000)
-        next_close = time.ticks_add(next_close, interval_ms)
-        if time.ticks_diff(next_close, now) <= 0:       # fell behind (a long stall): start afresh
-            next_close = time.ticks_add(now, interval_ms)
+            left = time.ticks_diff(next_close, now)
+            if left > MIN_BURST_MS:
+                # The window's last burst shrinks to end on time: readings keep their cadence.
+                sampler.burst(min(BURST_MS, left))
+                # The supply alarm watches every burst; without a limit there is nothing to compute.
+                limit = dev.settings.current["supply_max_a"]
+                dev.uplink.currents(None if limit is None else sampler.meter.burst_currents(limit))
+                await asyncio.sleep_ms(GAP_MS)
+                continue
+            if left > 0:
+                await asyncio.sleep_ms(left)
+                now = time.ticks_ms()
+            late = time.ticks_diff(now, next_close)
+            if late > dev.max_late_ms:
+                dev.max_late_ms = late
+                if late > LATE_WARN_MS:
+                    log.warn("meter", "window closed %d ms late" % late)
+            # The window's energy covers all the time since the last close: none is lost in gaps. The
+            # schedule moves on first, so a window that fails to close (MemoryError) is not counted twice.
+            elapsed_ms = time.ticks_diff(now, last_close)
+            last_close = dev.last_close = now
+            up_ms += elapsed_ms
+            up_s, up_ms = up_s + up_ms // 1000, up_ms % 1000
+            closed_interval_s = interval_s
+            # New settings apply from the next window on, which runs at their interval.
+            interval_s = dev.settings.current["interval_s"]
+            interval_ms = int(interval_s * 1000)
+            next_close = time.ticks_add(next_close, interval_ms)
+            if time.ticks_diff(next_close, now) <= 0:       # fell behind (a long stall): start afresh
+                next_close = time.ticks_add(now, interval_ms)
+            readings = sampler.meter.close_window(elapsed_ms / 1000)
+            seq += 1
+            readings["seq"] = seq
+            readings["uptime_s"] = Exact(up_s, up_ms, 3)
+            readings["time"] = unix_time()
+            readings["interval_s"] = closed_interval_s
+            dev.readings = readings
+            dev.uplink.wake.set()            # new readings to publish
+            if dev.energy_store.due(now):
+                save_energy(dev, now)
+            if dev.settings.current is not settings:
+                sampler.reconfigure(dev.settings.current)
+                settings = dev.settings.current
+        except MemoryError as e:
+            no_memory("meter", e)
+            await asyncio.sleep_ms(NO_MEMORY_BACKOFF_MS)
 
 
 async def network_task(dev):
     while True:
+        pause = 250
         try:
             dev.net.tick()
+        except MemoryError as e:
+            no_memory("net", e)
+            pause = NO_MEMORY_BACKOFF_MS
         except Exception as e:      # a network hiccup must never stop the device
-            log.error("net", "supervisor: %r" % e)
+            report("net", "supervisor", e)
         dev.beat("network")
-        await asyncio.sleep_ms(250)
+        await asyncio.sleep_ms(pause)
 
 
-async def serve_while_portal_up(dev, tag, start):
-    """Keep a portal-side server up while the portal may be used (on a device: while the access point
-    is), down otherwise. start() -> a server with close() and wait_closed(); a failed start is tried
-    again a second later."""
+async def serve_while_portal_up(dev, tag, host, port, start):
+    """Keep a portal-side server on host:port up while the portal may be used (on a device: while the
+    access point is), down otherwise. start() -> a server with close() and wait_closed(), and
+    is_serving() when it can end by itself; a failed start, or a server that ended by itself, is
+    started again a second later."""
     server = None
     while True:
-        want = dev.hal.ap.active() or not dev.hal.portal_needs_ap
         try:
+            want = dev.hal.ap.active() or not dev.hal.portal_needs_ap
+            if server is not None and hasattr(server, "is_serving") and not server.is_serving():
+                log.warn(tag, "%s:%d stopped by itself: starting it again" % (host, port))
+                server.close()
+                await server.wait_closed()
+                server = None
             if want and server is None:
                 server = await start()
             elif not want and server is not None:
@@ -193,8 +275,11 @@ async def serve_while_portal_up(dev, tag, start):
                 await server.wait_closed()
                 server = None
                 log.info(tag, "stopped")
-        except Exception as e:      # e.g. the address is taken: never a dead task
-            log.warn(tag, "cannot serve: %r" % e)
+        except Exception as e:      # e.g. the address is taken, or no heap: never a dead task
+            try:
+                log.warn(tag, "cannot serve on %s:%d: %r" % (host, port, e))
+            except MemoryError:     # no heap for the text either
+                pass
         await asyncio.sleep_ms(1000)
 
 
@@ -210,7 +295,7 @@ async def portal_task(dev):
         log.info("portal", "serving %s" % portal.base)
         return server
 
-    await serve_while_portal_up(dev, "portal", start)
+    await serve_while_portal_up(dev, "portal", host, port, start)
 
 
 async def dns_task(dev):
@@ -218,15 +303,19 @@ async def dns_task(dev):
     import dnsd
 
     host, port = dev.hal.dns_address()
-    await serve_while_portal_up(dev, "dns", lambda: dnsd.serve(host, port, dev.hal.ap.ip()))
+    await serve_while_portal_up(dev, "dns", host, port,
+                                lambda: dnsd.serve(host, port, dev.hal.ap.ip()))
 
 
 async def watchdog_task(dev):
     # Feed the hardware watchdog only while every task shows progress: a hung task resets the device.
     dev.hal.wdt_start(WATCHDOG_MS)
     while True:
-        if dev.all_alive():
-            dev.hal.wdt_feed()
+        try:
+            if dev.all_alive():
+                dev.hal.wdt_feed()
+        except MemoryError as e:    # the next second feeds it: never a dead watchdog task
+            no_memory("app", e)
         await asyncio.sleep_ms(1000)
 
 
@@ -235,28 +324,38 @@ async def status_task(dev):
     while True:
         await asyncio.sleep_ms(10000)
         gc.collect()
-        r = dev.readings
-        if r:
-            parts = ["L%d %.1fV %.2fA %.0fW%s" % (p["l"], p["voltage_v"], p["current_a"], p["power_w"],
-                                                 " [" + ",".join(p["flags"]) + "]" if p["flags"] else "")
-                     for p in r["phases"]]
-            freq = "%.2f" % r["freq_hz"] if r["freq_hz"] is not None else "-"
-            log.info("meter", "#%d %s Hz  %s" % (r["seq"], freq, "  ".join(parts)))
-        log.info("app", "free heap %d, uplink %s, latest window close %d ms late"
-                 % (gc.mem_free(), dev.uplink.state, dev.max_late_ms))
+        try:
+            r = dev.readings
+            if r:
+                parts = ["L%d %.1fV %.2fA %.0fW%s" % (p["l"], p["voltage_v"], p["current_a"], p["power_w"],
+                                                     " [" + ",".join(p["flags"]) + "]" if p["flags"] else "")
+                         for p in r["phases"]]
+                freq = "%.2f" % r["freq_hz"] if r["freq_hz"] is not None else "-"
+                log.info("meter", "#%d %s Hz  %s" % (r["seq"], freq, "  ".join(parts)))
+            log.info("app", "free heap %d, uplink %s, latest window close %d ms late"
+                     % (gc.mem_free(), dev.uplink.state, dev.max_late_ms))
+        except MemoryError as e:
+            no_memory("app", e)
 
 
 async def run(dev):
     log.info("app", "Amp Guard firmware %s on board %s, serial %s" % (VERSION, dev.board.NAME, dev.serial))
+    # The metering's big blocks (ADC, burst buffer) first, while the heap is still in one piece.
+    try:
+        sampler = Sampler(dev, dev.settings.current, dev.energy_store.load())
+    except MemoryError as e:
+        no_memory("meter", e)
+        sampler = None                    # metering_task keeps trying
     dev.beat("metering")
     dev.beat("network")
+    # Each task survives a MemoryError: in its own loop, or started again (keep_running).
     asyncio.create_task(network_task(dev))
-    asyncio.create_task(portal_task(dev))
-    asyncio.create_task(dns_task(dev))
+    asyncio.create_task(keep_running("portal", lambda: portal_task(dev)))
+    asyncio.create_task(keep_running("dns", lambda: dns_task(dev)))
     asyncio.create_task(watchdog_task(dev))
     asyncio.create_task(status_task(dev))
-    asyncio.create_task(dev.uplink.run())
-    await metering_task(dev)
+    asyncio.create_task(keep_running("mqtt", dev.uplink.run))
+    await metering_task(dev, sampler)
 
 
 def save_energy(dev, now):

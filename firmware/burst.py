@@ -1,4 +1,10 @@
-# One burst of raw sample sets -> whole-cycle statistics in ADC counts (float math once per burst).
+# Bursts of raw sample sets -> a readings window's whole-cycle statistics in ADC counts.
+#
+# Per burst only integers: the viper kernel adds the burst's whole-cycle span to the window's sums, and
+# a handful of floats find the burst's frequency. The float math (means, variances, phase compensation,
+# noise) runs once per window, on the window's sums: on the ESP32 every float is a heap object, and a
+# burst comes every ~0.27 s. Within a window the DC bias the kernel removes and the voltage delays stay
+# as they were at its start (from the previous window's mean and frequency).
 #
 # The method follows emonLibCM rather than EmonLib: the DC bias is tracked from the data, the span
 # is a whole number of cycles between rising zero crossings of V1, the multiplex skew and the CT's
@@ -19,6 +25,12 @@ F_MAX_HZ = 66.0
 MAX_CT_LAG_DEG = 20.0        # the calibration range of i_phase_deg, either sign
 CROSS_HYST = 40              # counts (~12 V): a crossing needs the voltage this far below zero first
 MAX_CROSSINGS = 256
+TWO_PI = 2 * math.pi
+FRAC = accum.FRAC            # crossing times and V1's DC level in 1/FRAC sets and counts
+# The margins of a burst in µs, rounded up: the largest CT lag calibration, and 2/3 of the slowest
+# cycle (a derived L3's voltage lies that far back; accum.find_span).
+LAG_US = int(MAX_CT_LAG_DEG / 360.0 * 1e6 / F_MIN_HZ) + 1
+DERIVED_US = int(2e6 / 3.0 / F_MIN_HZ) + 1
 
 
 def channel_layout(phases, voltage_inputs):
@@ -31,14 +43,13 @@ def channel_layout(phases, voltage_inputs):
 
 
 class CycleStats:
-    """Whole-cycle statistics in ADC counts over `sets` sample sets: one burst's (BurstAnalyzer.process)
-    or a readings window's (its bursts merged with `add`). The Meter scales them to units."""
+    """Whole-cycle statistics in ADC counts over `sets` sample sets: a readings window's (made by
+    BurstAnalyzer.finish, which refills the same object every window). The Meter scales them to units."""
 
     def __init__(self, nphases):
-        self.sets = 0                  # sample sets in the whole-cycle span(s)
-        self.v_ok = False              # every span had usable mains voltage (False with no sets)
-        self.freq_hz = None            # mean mains frequency over the spans with voltage
-        self.freq_sets = 0             # the sets that mean is over
+        self.sets = 0                  # sample sets in the whole-cycle spans
+        self.v_ok = False              # every burst had usable mains voltage (False with no sets)
+        self.freq_hz = None            # mean mains frequency over the bursts with voltage
         self.v_var = [0.0] * nphases   # mean voltage variance (derived phases: V1's)
         self.i_var = [0.0] * nphases   # mean current variance, white ADC noise removed
         self.i_noise = [0.0] * nphases  # the white noise variance that was removed
@@ -46,35 +57,20 @@ class CycleStats:
         self.reactive = [0.0] * nphases  # the same with the voltage a quarter cycle back
         self.clipped = [0] * nphases   # codes on a rail, current or voltage (a count, not a mean)
 
-    def add(self, other):
-        """Merge another span's statistics in (a burst into its window): means weighted by sets."""
-        n = other.sets
-        if n <= 0:
-            return
-        total = self.sets + n
-        w = n / total
+    def clear(self):
+        self.sets = 0
+        self.v_ok = False
+        self.freq_hz = None
         for p in range(len(self.v_var)):
-            self.v_var[p] += (other.v_var[p] - self.v_var[p]) * w
-            self.i_var[p] += (other.i_var[p] - self.i_var[p]) * w
-            self.i_noise[p] += (other.i_noise[p] - self.i_noise[p]) * w
-            self.power[p] += (other.power[p] - self.power[p]) * w
-            self.reactive[p] += (other.reactive[p] - self.reactive[p]) * w
-            self.clipped[p] += other.clipped[p]
-        if other.freq_hz is not None:
-            fsets = self.freq_sets + n
-            if self.freq_hz is None:
-                self.freq_hz = other.freq_hz
-            else:
-                self.freq_hz += (other.freq_hz - self.freq_hz) * n / fsets
-            self.freq_sets = fsets
-        self.v_ok = other.v_ok and (self.v_ok or self.sets == 0)
-        self.sets = total
+            self.v_var[p] = self.i_var[p] = self.i_noise[p] = self.power[p] = self.reactive[p] = 0.0
+            self.clipped[p] = 0
 
 
 class BurstAnalyzer:
-    """Measures one burst at a time; keeps what carries over between bursts (DC bias, frequency)."""
+    """Adds bursts to the running window (process) and closes it (finish); keeps what carries over
+    between windows (DC bias, frequency, voltage delays)."""
 
-    def __init__(self, channels, phases, voltage_inputs, skew_us=None):
+    def __init__(self, channels, phases, voltage_inputs, skew_us=None, ct_lag_deg=None):
         self.channels = tuple(channels)
         self.nch = len(channels)
         self.nphases = phases
@@ -83,137 +79,179 @@ class BurstAnalyzer:
         self.v_index = [self.channels.index("v%d" % (p + 1 if not self.derived else 1))
                         for p in range(phases)]
         self.i_index = [self.channels.index("i%d" % (p + 1)) for p in range(phases)]
-        self.ct_lag_deg = [0.0] * phases
+        self.ct_lag_deg = list(ct_lag_deg or [0.0] * phases)   # the calibration's i_phase_deg
         n = self.nch
-        self.bias = array("i", [2048] * n)
-        self.bias_f = [2048.0] * n
-        self.geo = array("i", [0] * accum.GEOMETRY_WORDS)
+        # Per phase, how far back the voltage that goes with a current sample lies: in mains cycles
+        # (the CT's phase error and, derived, 120/240 degrees), less the multiplex skew between the two
+        # reads, in sets (even spread) or µs (skew_us).
+        self._cycles = [self.ct_lag_deg[p] / 360.0 + (p / 3.0 if self.derived else 0.0)
+                        for p in range(phases)]
+        self._skew = [(self.i_index[p] - self.v_index[p]) / n if skew_us is None
+                      else skew_us[self.i_index[p]] - skew_us[self.v_index[p]] for p in range(phases)]
+        self.bias = array("i", [2048] * n)      # removed by the kernel; fixed within a window
+        g = self.geo = array("i", [0] * accum.GEOMETRY_WORDS)
+        g[accum.G_NCH] = n
+        g[accum.G_NPAIRS] = phases
+        g[accum.G_CHUNK] = accum.CHUNK_SETS
+        g[accum.G_V1] = self.v_index[0]
+        g[accum.G_LEVEL] = 2048 * FRAC
+        g[accum.G_LAG_US] = LAG_US
+        g[accum.G_PRE_US] = DERIVED_US if self.derived else 0
+        g[accum.G_HYST] = CROSS_HYST
+        g[accum.G_MAXCROSS] = MAX_CROSSINGS
         self.pairs = array("i", [0] * (3 * phases))
-        self.sums = array("i", [0] * accum.sums_words(n, phases))
-        self.part = array("i", [0] * accum.partial_words(n, phases))
+        self.delays_set = False                 # pairs hold delays for a known set period
+        words = accum.sums_words(n, phases)
+        self.sums = array("i", [0] * words)         # the window's
+        self.clips = array("i", [0] * n)            # the window's codes on a rail, per channel
+        self.var16 = array("i", [0] * n)            # the latest burst's variances (accum.variances16)
+        self.burst_sets = 0                         # ... over this many sets
         self.cross = array("i", [0] * MAX_CROSSINGS)
-        self.clips = array("i", [0] * n)
+        # What accum.find_span and add_span work on (with the burst's own sums and the kernel's scratch).
+        self.arrays = (self.bias, self.pairs, array("i", [0] * words),
+                       array("i", [0] * accum.partial_words(n, phases)), self.sums, self.clips, self.var16,
+                       self.cross)
+        self.stats = CycleStats(phases)
+        self.freq_hz = None                         # the latest known mains frequency
         self._mean = [0.0] * n
         self._var = [0.0] * n
         self._msd = [0.0] * n         # mean squared first difference
-        self.freq_hz = None
+        self._new_window()
 
-    def _skew(self, c, set_us):
-        if self.skew_us is not None:
-            return self.skew_us[c]
-        return c * set_us / self.nch
+    def carry_over(self, old):
+        """Start from what another analyzer of the same channels learnt: DC bias and frequency."""
+        for c in range(self.nch):
+            self.bias[c] = old.bias[c]
+        self.geo[accum.G_LEVEL] = old.geo[accum.G_LEVEL]
+        self.freq_hz = old.freq_hz
 
-    def _crossing_time(self, buf, n, level):
-        """Fractional set index where V1 crossed `level` between sets n-1 and n."""
-        v = self.v_index[0]
-        a = buf[(n - 1) * self.nch + v]
-        b = buf[n * self.nch + v]
-        return n - 1 + (level - a) / (b - a) if b != a else float(n)
+    def _new_window(self):
+        self.sets = 0                 # whole-cycle sets summed
+        self.bursts = 0
+        self.v_bursts = 0             # bursts with usable mains voltage
+        self.cycles = 0               # ... their whole cycles
+        self.span_us = 0.0            # ... and the time those cycles took
+        self.burst_us = 0             # all bursts' duration and sets: the mean set period
+        self.burst_nsets = 0
 
     def process(self, buf, nsets, duration_us):
-        """Measure one burst; returns its CycleStats (v_ok False when there is no usable voltage)."""
-        res = CycleStats(self.nphases)
-        set_us = duration_us / nsets
-        nch = self.nch
-        v1 = self.v_index[0]
-        # Margins for the voltage delays: the CT lag calibration either way, and before the span
-        # 2/3 of a cycle more for a derived L3.
-        margin = int(MAX_CT_LAG_DEG / 360.0 * 1e6 / F_MIN_HZ / set_us) + 2
-        preroll = margin + (int((2.0 / 3.0) * 1e6 / F_MIN_HZ / set_us) + 1 if self.derived else 0)
-        level = self.bias[v1]
-        count = accum.rising_crossings(buf, nch, v1, preroll, nsets - margin, level, CROSS_HYST,
-                                       self.cross, MAX_CROSSINGS)
-        count = min(count, MAX_CROSSINGS)
-        if count >= 2:
-            first = self.cross[0]
-            end = self.cross[count - 1]
-            t0 = self._crossing_time(buf, first, self.bias_f[v1])
-            t1 = self._crossing_time(buf, end, self.bias_f[v1])
-            freq = (count - 1) * 1e6 / ((t1 - t0) * set_us)
-            res.v_ok = F_MIN_HZ <= freq <= F_MAX_HZ
-        if res.v_ok:
-            res.freq_hz = freq
-            self.freq_hz = freq
-        else:
+        """Add one burst to the window; True when it had usable mains voltage. The burst's own
+        variances are left in var16 (over burst_sets sets) for the supply alarm.
+        (Few locals: a Python frame over 11 words is allocated on the heap at every call.)"""
+        self.geo[accum.G_NSETS] = nsets
+        self.geo[accum.G_US] = int(duration_us)
+        v_ok = accum.find_span(buf, self.geo, self.arrays) > 0 and self._mains()
+        if not v_ok:
             # No mains: measure the currents over the whole burst (RMS only, no power).
-            first, end = preroll, nsets - margin
-            freq = self.freq_hz or 50.0
-        w_set = 2 * math.pi * freq * set_us * 1e-6        # mains angle per sample set
-        self._set_pairs(freq, set_us)
-        self._accumulate(buf, first, end)
-        self._finish(res, end - first, w_set)
-        accum.clip_counts(buf, nch, first, end, self.clips)
+            self.geo[accum.G_FIRST] = self.geo[accum.G_ALL_FIRST]
+            self.geo[accum.G_END] = self.geo[accum.G_ALL_END]
+        n = self.geo[accum.G_END] - self.geo[accum.G_FIRST]
+        self.burst_sets = n if 0 < n < 16384 else 0     # a replayed capture's long window: no alarm
+        if n <= 0:
+            return False
+        if not self.delays_set:
+            self._set_delays(self.freq_hz or 50.0, self.geo[accum.G_US] / nsets)
+        accum.add_span(buf, self.geo, self.arrays)
+        self.sets += n
+        self.bursts += 1
+        self.burst_us += self.geo[accum.G_US]
+        self.burst_nsets += nsets
+        return v_ok
+
+    def _mains(self):
+        """Whether the burst's crossings (find_span) say mains: then its cycles count in the window's
+        frequency. The only floats of a burst."""
+        g = self.geo
+        span_us = g[accum.G_SPAN] * (g[accum.G_US] / (FRAC * g[accum.G_NSETS]))
+        freq = g[accum.G_CYCLES] * 1e6 / span_us
+        if not F_MIN_HZ <= freq <= F_MAX_HZ:
+            return False
+        if self.freq_hz is None:          # the first mains seen: delays for its frequency
+            self.freq_hz = freq
+            self.delays_set = False
+        self.v_bursts += 1
+        self.cycles += g[accum.G_CYCLES]
+        self.span_us += span_us
+        return True
+
+    def delay_sets(self, p, sets_per_cycle, set_us):
+        """How far back the voltage that goes with a current sample of phase p lies, in sample sets
+        (a float d + f: d whole sets, f the fraction the phase compensation interpolates)."""
+        skew = self._skew[p] if self.skew_us is None else self._skew[p] / set_us
+        return self._cycles[p] * sets_per_cycle - skew
+
+    def _set_delays(self, freq, set_us):
+        """The kernel's (voltage, current, whole delay) of every phase for this frequency and set period
+        (finish() computes the weights for the fraction, at the window's own frequency)."""
+        spc = 1e6 / (freq * set_us)
         for p in range(self.nphases):
-            res.clipped[p] = self.clips[self.i_index[p]] + self.clips[self.v_index[p]]
+            self.pairs[3 * p] = self.v_index[p]
+            self.pairs[3 * p + 1] = self.i_index[p]
+            self.pairs[3 * p + 2] = math.floor(self.delay_sets(p, spc, set_us)) + accum.DELAY_OFFSET
+        self.delays_set = True
+
+    def finish(self):
+        """Close the window: its CycleStats (the same object every time, valid until the next finish);
+        the next window starts with the DC bias of this one's mean and delays for its frequency."""
+        res = self.stats
+        res.clear()
+        n = self.sets
+        if n > 0:
+            res.sets = n
+            res.v_ok = self.v_bursts == self.bursts
+            if self.v_bursts:
+                res.freq_hz = self.freq_hz = self.cycles * 1e6 / self.span_us
+            self._channels(n)
+            self._phases(res, n, self.freq_hz or 50.0, self.burst_us / self.burst_nsets)
+            for p in range(self.nphases):
+                res.clipped[p] = self.clips[self.i_index[p]] + self.clips[self.v_index[p]]
+        accum.clear(self.sums, len(self.sums))
+        accum.clear(self.clips, self.nch)
+        self._new_window()
         return res
 
-    def _set_pairs(self, freq, set_us):
-        """Delays and interpolation weights of every phase for this burst's frequency and set period.
-
-        The voltage that goes with a current sample lies d - frac sample sets back (d whole, frac in
-        (-1, 0]): the CT's phase error, the multiplex skew and, derived, 120/240 degrees.
-        Power = g0 * c0 + g1 * c1 and its quarter-cycle twin = g0 * q0 + g1 * q1 (see the top)."""
-        w = 2 * math.pi * freq * set_us * 1e-6
-        sin_w = math.sin(w)
-        self._coef = []
-        for p in range(self.nphases):
-            vc, ic = self.v_index[p], self.i_index[p]
-            # tau: how far back in time the voltage must be taken for this current sample (us).
-            tau = self.ct_lag_deg[p] / 360.0 / freq * 1e6
-            if self.derived:
-                tau += p / 3.0 / freq * 1e6
-            skew = self._skew(ic, set_us) - self._skew(vc, set_us)
-            d = math.floor((tau - skew) / set_us)
-            self.pairs[3 * p] = vc
-            self.pairs[3 * p + 1] = ic
-            self.pairs[3 * p + 2] = d + accum.DELAY_OFFSET
-            frac = (d * set_us + skew - tau) / set_us          # in (-1, 0]
-            a = w * frac
-            q = a - math.pi / 2
-            self._coef.append((math.sin(w + a) / sin_w, -math.sin(a) / sin_w,
-                               math.sin(w + q) / sin_w, -math.sin(q) / sin_w))
-
-    def _accumulate(self, buf, first, end):
-        g = self.geo
-        g[accum.G_NCH] = self.nch
-        g[accum.G_FIRST] = first
-        g[accum.G_END] = end
-        g[accum.G_NPAIRS] = self.nphases
-        g[accum.G_CHUNK] = accum.CHUNK_SETS
+    def _channels(self, n):
+        """Each channel's mean, variance and mean squared difference over the window's n sets; the DC
+        bias (and V1's level) moves to the mean for the next window."""
         sums = self.sums
-        for k in range(len(sums)):
-            sums[k] = 0
-        accum.accumulate(buf, g, self.bias, self.pairs, sums, self.part)
+        for c in range(self.nch):
+            k = accum.CHANNEL_SUMS * c
+            s = accum.split_value(sums, k, n >> 12, (n & 0xFFF) << 12) / n     # less X_OFFSET * n
+            self._mean[c] = s
+            self._var[c] = max(0.0, accum.split_value(sums, k + 1) / n - s * s)
+            self._msd[c] = accum.split_value(sums, k + 2) / n
+            if c == self.v_index[0]:
+                self.geo[accum.G_LEVEL] = self.bias[c] * FRAC + math.floor(s * FRAC + 0.5)
+            self.bias[c] = min(4095, max(0, self.bias[c] + math.floor(s + 0.5)))
 
-    def _finish(self, res, n, w_set):
-        res.sets = n
-        cos_w = math.cos(w_set)
-        nch = self.nch
+    def _phases(self, res, n, freq, set_us):
+        w = TWO_PI * freq * set_us * 1e-6           # mains angle per sample set
+        cos_w = math.cos(w)
+        sin_w = math.sin(w)
+        spc = TWO_PI / w                            # sets per mains cycle
+        noise_var = 2 - 2 * cos_w                   # see below
         mean = self._mean
         var = self._var
         msd = self._msd
-        for c in range(nch):
-            s, s2, sd2 = accum.channel_sums(self.sums, c, n)
-            s /= n
-            s2 /= n
-            sd2 /= n
-            mean[c] = s
-            var[c] = max(0.0, s2 - s * s)
-            msd[c] = sd2
-            self.bias_f[c] = self.bias[c] + s
-            self.bias[c] = min(4095, max(0, int(self.bias_f[c] + 0.5)))
         for p in range(self.nphases):
             vc, ic = self.v_index[p], self.i_index[p]
-            cross = mean[vc] * mean[ic]
-            g0, g1 = accum.pair_sums(self.sums, nch, p, n)
-            g0 = g0 / n - cross
-            g1 = g1 / n - cross
+            delay = self.delay_sets(p, spc, set_us)
             if res.v_ok:
-                c0, c1, q0, q1 = self._coef[p]
-                res.power[p] = g0 * c0 + g1 * c1
-                res.reactive[p] = g0 * q0 + g1 * q1    # the voltage a quarter cycle earlier
-            res.v_var[p] = var[vc] if res.v_ok else 0.0
+                # The whole delay d the window ran with, and where this frequency puts the voltage:
+                #     G(tau) = (G0 sin(wT + a) - G1 sin(a)) / sin(wT),  a = w (d - delay).
+                # Its quarter-cycle twin: sin(x - pi/2) = -cos(x).
+                a = w * (self.pairs[3 * p + 2] - accum.DELAY_OFFSET - delay)
+                cross = mean[vc] * mean[ic]
+                k = accum.CHANNEL_SUMS * self.nch + accum.PAIR_SUMS * p
+                g0 = accum.split_value(self.sums, k, n) / n - cross        # less P_OFFSET * n
+                g1 = accum.split_value(self.sums, k + 1, n) / n - cross
+                wa = w + a
+                res.power[p] = (g0 * math.sin(wa) - g1 * math.sin(a)) / sin_w
+                res.reactive[p] = (g1 * math.cos(a) - g0 * math.cos(wa)) / sin_w
+                res.v_var[p] = var[vc]
             # White noise adds 2 sigma^2 to the mean squared difference; a sine adds 2(1-cos wT) var.
-            noise = max(0.0, (msd[ic] - 2 * (1 - cos_w) * var[ic]) / (2 * cos_w))
+            noise = max(0.0, (msd[ic] - noise_var * var[ic]) / (2 * cos_w))
             res.i_var[p] = max(0.0, var[ic] - noise)
             res.i_noise[p] = noise
+            self.pairs[3 * p + 2] = math.floor(delay) + accum.DELAY_OFFSET     # for the next window
+        self.delays_set = True

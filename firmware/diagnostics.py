@@ -33,10 +33,12 @@ class PhaseDiagnostics:
         self.wrong_phase = Debounced()
         self.overrange = Debounced()
         self.no_voltage = Debounced()
+        self.flags = []          # the flags raised: one list, refilled by every update
+
 
     def update(self, voltage_v, current_a, power_w, reactive_var, clipped, rated_a, generation,
                derived, voltage_ok):
-        """Feed one window's values; returns the list of flag names now raised."""
+        """Feed one window's values; returns the list of flag names now raised (self.flags)."""
         self.no_voltage.update(not voltage_ok or voltage_v < NO_VOLTAGE_V)
         self.overrange.update(clipped > 0)
         wrong = rev = None        # unknown: too little current to judge, state is held
@@ -48,7 +50,9 @@ class PhaseDiagnostics:
             rev = (not generation) and power_w < 0 and not wrong
         self.wrong_phase.update(wrong)
         self.reversed.update(rev if not generation else False)
-        flags = []
+        flags = self.flags
+        while flags:
+            flags.pop()
         if self.reversed.on:
             flags.append("reversed")
         if self.wrong_phase.on:

@@ -278,17 +278,26 @@ class Request:
         self.remote = remote     # "ip:port" of the client, for logs
 
 
+def _bytes(text):
+    return text.encode() if isinstance(text, str) else text
+
+
 class Response:
     def __init__(self, status, body=b"", content_type="text/html; charset=utf-8", headers=None):
         self.status = status
-        self.body = body.encode() if isinstance(body, str) else body
+        # body: str or bytes, or a list of them sent one after the other. A page in parts needs no free
+        # block as big as the page, which a fragmented heap may not have.
+        self.body = [_bytes(p) for p in body] if isinstance(body, list) else _bytes(body)
         self.content_type = content_type
         self.headers = list(headers.items()) if isinstance(headers, dict) else list(headers or ())
+
+    def length(self):
+        return sum(len(p) for p in self.body) if isinstance(self.body, list) else len(self.body)
 
     def head(self):
         """Status line and headers as bytes; ValueError for a header that would split the response."""
         lines = ["HTTP/1.1 %d %s" % (self.status, REASONS.get(self.status, "Unknown")),
-                 "Content-Type: " + self.content_type, "Content-Length: %d" % len(self.body)]
+                 "Content-Type: " + self.content_type, "Content-Length: %d" % self.length()]
         for name, value in self.headers:
             lines.append("%s: %s" % (name, value))
         for line in lines:
@@ -414,12 +423,15 @@ async def _call(handler, req):
 
 
 async def _write(writer, head, body):
-    mv = memoryview(body)
     # The head goes out with the first chunk of the body: one segment for small answers.
-    writer.write(head + mv[:WRITE_CHUNK])
-    await writer.drain()
-    for i in range(WRITE_CHUNK, len(body), WRITE_CHUNK):
-        writer.write(mv[i:i + WRITE_CHUNK])
+    for part in body if isinstance(body, list) else (body,):
+        mv = memoryview(part)
+        for i in range(0, len(part), WRITE_CHUNK):
+            writer.write(mv[i:i + WRITE_CHUNK] if head is None else head + mv[i:i + WRITE_CHUNK])
+            head = None
+            await writer.drain()
+    if head is not None:        # no body
+        writer.write(head)
         await writer.drain()
 
 

@@ -1,10 +1,12 @@
 # From bursts to readings. The Meter turns the settings into a channel layout and scale factors,
-# merges each burst's statistics (burst.py) into the running window, and when the window closes
-# scales counts to volts, amps and watts, counts the energy and updates the diagnostics.
+# adds each burst to the running window (burst.py), and when the window closes scales its statistics
+# to volts, amps and watts, counts the energy and updates the diagnostics, into one readings dict
+# refilled every window (its floats are then most of what a window leaves on the ESP32's heap).
 import math
 
 import energy
-from burst import BurstAnalyzer, CycleStats, channel_layout
+from alarm import REARM
+from burst import BurstAnalyzer, channel_layout
 from diagnostics import PhaseDiagnostics
 from readings_json import Exact
 from settings import RATED_A
@@ -13,19 +15,28 @@ ZERO_CURRENT_COUNTS = 1.0   # rms counts (after noise removal) below which the c
 # ... or below this fraction of the noise's own rms: the noise estimate is itself noisy, and what it
 # leaves behind grows with the noise (at 5 LSB about 1 count).
 ZERO_CURRENT_NOISE = 0.4
+ZERO_NOISE_VAR = ZERO_CURRENT_NOISE * ZERO_CURRENT_NOISE    # the same on variances (no square root)
 
 
-def _energy(counter):
-    return Exact(counter.wh, counter.hundredths(), 2)
-
-
-def _total(figures):
-    """The sum of energy figures, exactly: the total is the sum of the phases as shown."""
+def _exact_sum(total, phases, key):
+    """total (an Exact) = the sum of the phases' `key` figures, exactly: the total is the sum of the
+    phases as shown."""
     whole = frac = 0
-    for f in figures:
-        whole += f.whole
-        frac += f.frac
-    return Exact(whole + frac // 100, frac % 100, 2)
+    for ph in phases:
+        whole += ph[key].whole
+        frac += ph[key].frac
+    total.whole = whole + frac // 100
+    total.frac = frac % 100
+
+
+def _readings(nphases, diag):
+    """The readings dict close_window refills every window (contract §4 without seq, time, uptime_s and
+    interval_s): its dicts, lists and Exact counters are made once, per configuration."""
+    phases = [{"l": p + 1, "voltage_v": 0.0, "current_a": 0.0, "power_w": 0.0, "apparent_va": 0.0,
+               "pf": 0.0, "import_wh": Exact(0, 0, 2), "export_wh": Exact(0, 0, 2), "flags": diag[p].flags}
+              for p in range(nphases)]
+    return {"freq_hz": None, "phases": phases, "power_w": 0.0, "import_wh": Exact(0, 0, 2),
+            "export_wh": Exact(0, 0, 2)}
 
 
 class Meter:
@@ -41,84 +52,135 @@ class Meter:
         self.configure(settings)
 
     def configure(self, settings):
-        """(Re)build for new settings; energy counters carry on untouched."""
-        self.settings = settings
-        self.nphases = settings["phases"]
+        """(Re)build for new settings; energy counters carry on untouched. All or nothing: a MemoryError
+        on the way leaves the meter as it was."""
+        nphases = settings["phases"]
         vin = min(settings["voltage_inputs"], getattr(self.board, "MAX_VOLTAGE_INPUTS", 3))
-        self.derived = vin == 1 and self.nphases == 3
-        self.channels = channel_layout(self.nphases, vin)
+        derived = vin == 1 and nphases == 3
+        channels = channel_layout(nphases, vin)
         skew = None
         if self.skew_us is not None:
-            skew = [self.skew_us[c] for c in self.channels]
-        self.analyzer = BurstAnalyzer(self.channels, self.nphases, vin, skew)
+            skew = [self.skew_us[c] for c in channels]
         cal = settings["calibration"]
-        self.analyzer.ct_lag_deg = list(cal["i_phase_deg"][:self.nphases])
+        analyzer = BurstAnalyzer(channels, nphases, vin, skew, cal["i_phase_deg"][:nphases])
+        old = getattr(self, "analyzer", None)
+        if old is not None and old.channels == channels:
+            analyzer.carry_over(old)        # the same inputs: their DC bias and the frequency stay known
         sensor = settings["sensor"]
-        self.rated_a = RATED_A[sensor]
         per = self.scale or {}
-        v_names = ["v1" if self.derived else "v%d" % (p + 1) for p in range(self.nphases)]
-        self.v_per_count = [per.get(v, self.board.V_PER_COUNT) for v in v_names]
-        self.a_per_count = [per.get("i%d" % (p + 1), self.board.A_PER_COUNT[sensor])
-                            for p in range(self.nphases)]
-        self.diag = [PhaseDiagnostics() for _ in range(self.nphases)]
-        self.window = CycleStats(self.nphases)
-        self.last_power = [0.0] * self.nphases
+        v_names = ["v1" if derived else "v%d" % (p + 1) for p in range(nphases)]
+        v_per_count = [per.get(v, self.board.V_PER_COUNT) for v in v_names]
+        a_per_count = [per.get("i%d" % (p + 1), self.board.A_PER_COUNT[sensor]) for p in range(nphases)]
+        diag = [PhaseDiagnostics() for _ in range(nphases)]
+        readings = _readings(nphases, diag)
+        # Counts to units per phase, calibration and inversion in: volts, amps, watts.
+        v_scale = [v_per_count[p] * cal["v_gain"][0 if derived else p] for p in range(nphases)]
+        a_scale = [a_per_count[p] * cal["i_gain"][p] for p in range(nphases)]
+        w_scale = [v_scale[p] * a_scale[p] * (-1.0 if settings["invert"][p] else 1.0) for p in range(nphases)]
+        last_power = [0.0] * nphases
+        amps = [0] * nphases
+        var16_rearm = [0] * nphases
+        self.settings = settings
+        self.nphases = nphases
+        self.derived = derived
+        self.channels = channels
+        self.analyzer = analyzer
+        self.rated_a = RATED_A[sensor]
+        self.v_per_count = v_per_count
+        self.a_per_count = a_per_count
+        self.diag = diag
+        self.readings = readings
+        self._v_scale = v_scale
+        self._a_scale = a_scale
+        self._w_scale = w_scale
+        self.last_power = last_power
+        self._amps = amps
+        self._alarm_limit = None            # the supply limit _var16_rearm is for
+        self._var16_rearm = var16_rearm
 
     def add_burst(self, buf, nsets, duration_us):
-        """Measure one burst into the window; returns the burst's CycleStats."""
-        stats = self.analyzer.process(buf, nsets, duration_us)
-        self.window.add(stats)
-        return stats
+        """Measure one burst into the window."""
+        self.analyzer.process(buf, nsets, duration_us)
 
-    def burst_currents(self, stats):
-        """RMS amps per phase of one burst (~0.2 s): what the supply alarm watches between windows."""
+    def burst_currents(self, limit):
+        """RMS amps per phase of the latest burst (~0.2 s): what the supply alarm watches between windows,
+        against `limit` (A). A phase under REARM x limit reads 0, all the alarm needs to know: that is
+        decided on the burst's integer variances, so only a phase near or over the limit costs floats.
+        The list is the Meter's own, refilled at every call."""
+        if limit != self._alarm_limit:
+            self._set_alarm_limit(limit)
+        a = self.analyzer
+        for p in range(self.nphases):
+            if a.burst_sets and a.var16[a.i_index[p]] >= self._var16_rearm[p]:
+                self._amps[p] = self._burst_amps(p)
+            else:
+                self._amps[p] = 0
+        return self._amps
+
+    def _set_alarm_limit(self, limit):
+        self._alarm_limit = limit
         gains = self.settings["calibration"]["i_gain"]
-        return [math.sqrt(stats.i_var[p]) * self.a_per_count[p] * gains[p] for p in range(self.nphases)]
+        for p in range(self.nphases):
+            # REARM x limit in counts, squared, in 16ths (accum.variances16), noise left in: a noisy
+            # phase just under it is only computed in full.
+            counts = REARM * limit / (self.a_per_count[p] * gains[p])
+            v16 = 16.0 * counts * counts
+            self._var16_rearm[p] = int(v16) if v16 < 1e9 else 1 << 30
+
+    def _burst_amps(self, p):
+        a = self.analyzer
+        var = a.var16[a.i_index[p]] / 16 - a.stats.i_noise[p]     # less the latest window's noise
+        return math.sqrt(max(0.0, var)) * self.a_per_count[p] * self.settings["calibration"]["i_gain"][p]
 
     def close_window(self, elapsed_s):
         """Finish the window that lasted elapsed_s: returns the readings of contract §4 without seq, time,
         uptime_s and interval_s. Figures are unrounded (readings_json writes their decimals); the
-        energy counts are readings_json.Exact."""
-        w = self.window
-        self.window = CycleStats(self.nphases)
-        s = self.settings
-        cal = s["calibration"]
-        out_phases = []
-        total_p = 0.0
-        v_ok = w.v_ok
+        energy counts are readings_json.Exact. The dict is the Meter's own, refilled every window
+        (readings_json.write it, or copy it, before the next)."""
+        w = self.analyzer.finish()
+        r = self.readings
+        phases = r["phases"]
+        total = 0.0
         for p in range(self.nphases):
-            vgain = cal["v_gain"][0 if self.derived else p]
-            igain = cal["i_gain"][p]
-            v = math.sqrt(w.v_var[p]) * self.v_per_count[p] * vgain if v_ok else 0.0
-            i_counts = math.sqrt(w.i_var[p])
-            scale_p = self.v_per_count[p] * self.a_per_count[p] * vgain * igain
-            sign = -1.0 if s["invert"][p] else 1.0
-            gate = max(ZERO_CURRENT_COUNTS, ZERO_CURRENT_NOISE * math.sqrt(w.i_noise[p]))
-            if i_counts < gate:
-                i = pw = q = 0.0            # no phantom current: noise reads as nothing
-            else:
-                i = i_counts * self.a_per_count[p] * igain
-                pw = sign * w.power[p] * scale_p if v_ok else 0.0
-                q = sign * w.reactive[p] * scale_p if v_ok else 0.0
-            va = v * i
-            if abs(pw) > va:                # rounding of a near-unity power factor
-                pw = math.copysign(va, pw)
-            pf = pw / va if va > 0 else 0.0
-            if w.sets:
-                self.last_power[p] = pw
-            # A window without a burst (the last moment before a shutdown) counts at the last power.
-            self.energy[p].add(pw if w.sets else self.last_power[p], elapsed_s)
-            flags = self.diag[p].update(v, i, pw, q, w.clipped[p], self.rated_a,
-                                        s["generation"], self.derived and p > 0, v_ok)
-            e = self.energy[p]
-            out_phases.append({
-                "l": p + 1, "voltage_v": v, "current_a": i, "power_w": pw, "apparent_va": va, "pf": pf,
-                "import_wh": _energy(e.imported), "export_wh": _energy(e.exported), "flags": flags})
-            total_p += pw
-        return {
-            "freq_hz": w.freq_hz,
-            "phases": out_phases,
-            "power_w": total_p,
-            "import_wh": _total([ph["import_wh"] for ph in out_phases]),
-            "export_wh": _total([ph["export_wh"] for ph in out_phases]),
-        }
+            total += self._close_phase(w, p, phases[p], elapsed_s)
+        r["freq_hz"] = w.freq_hz
+        r["power_w"] = total
+        _exact_sum(r["import_wh"], phases, "import_wh")
+        _exact_sum(r["export_wh"], phases, "export_wh")
+        return r
+
+    def _close_phase(self, w, p, out, elapsed_s):
+        """Phase p of the window w into its readings `out`; returns its power."""
+        v_ok = w.v_ok
+        v = math.sqrt(w.v_var[p]) * self._v_scale[p] if v_ok else 0.0
+        i_var = w.i_var[p]
+        if i_var < ZERO_CURRENT_COUNTS * ZERO_CURRENT_COUNTS or i_var < ZERO_NOISE_VAR * w.i_noise[p]:
+            i = pw = q = 0.0            # no phantom current: noise reads as nothing
+        else:
+            i = math.sqrt(i_var) * self._a_scale[p]
+            pw = w.power[p] * self._w_scale[p] if v_ok else 0.0
+            q = w.reactive[p] * self._w_scale[p] if v_ok else 0.0
+        va = v * i
+        if pw > va:                     # rounding of a near-unity power factor
+            pw = va
+        elif pw < -va:
+            pw = -va
+        if w.sets:
+            self.last_power[p] = pw
+        # A window without a burst (the last moment before a shutdown) counts at the last power.
+        e = self.energy[p]
+        e.add(pw if w.sets else self.last_power[p], elapsed_s)
+        self.diag[p].update(v, i, pw, q, w.clipped[p], self.rated_a, self.settings["generation"],
+                            self.derived and p > 0, v_ok)
+        out["voltage_v"] = v
+        out["current_a"] = i
+        out["power_w"] = pw
+        out["apparent_va"] = va
+        out["pf"] = pw / va if va > 0 else 0.0
+        x = out["import_wh"]
+        x.whole = e.imported.wh
+        x.frac = e.imported.hundredths()
+        x = out["export_wh"]
+        x.whole = e.exported.wh
+        x.frac = e.exported.hundredths()
+        return pw

@@ -118,4 +118,4 @@ class Portal:
         parts.append(portal_page.LIVE)
         parts.append(portal_page.SCRIPT % json.dumps(following or st["state"] == "connecting"))
         parts.append(portal_page.TAIL)
-        return "".join(parts)
+        return parts        # sent part by part (httpd.Response): never one block as big as the page

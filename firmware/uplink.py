@@ -21,6 +21,7 @@ KEEPALIVE_S = 60           # told to the broker, which drops a client silent for
 BACKOFF_MAX_S = 60
 MAX_OUTBOX = 16            # alarms and settings answers waiting to go out; older ones are dropped
 HA_STATUS_TOPIC = "homeassistant/status"    # Home Assistant says "online" here when it (re)starts
+ALARM = "/alarm"           # <base>/alarm: never sent late (contract §3.4)
 
 
 def backoff_s(failures):
@@ -46,6 +47,7 @@ class Uplink:
         self.conn = None            # mqtt.Connection, kept across sessions (it re-sends unacknowledged QoS 1)
         self.wake = asyncio.Event()
         self.outbox = []            # (topic, payload, retain, qos): alarms, config answers
+        self.message = None         # the readings message's buffer (readings_json.Message), kept
         self.republish = False      # info, config and discovery again (settings changed, HA restarted)
         self.reconnect = False      # the broker settings changed: end this session
         self.sent_seq = None
@@ -83,7 +85,7 @@ class Uplink:
             if self.alarm.due(k, amps[k], limit, now):
                 log.warn("alarm", "L%d at %.1f A is over the supply limit of %s A" % (k + 1, amps[k], limit))
                 if self.conn is not None and self.conn.connected:   # a stale alarm would mislead
-                    self.queue(self.base() + "/alarm", '{"l": %d, "current_a": %s, "limit_a": %s}' % (
+                    self.queue(self.base() + ALARM, '{"l": %d, "current_a": %s, "limit_a": %s}' % (
                         k + 1, readings_json.number(amps[k], 2), json.dumps(limit)), False, 1)
 
     def queue(self, topic, payload, retain, qos):
@@ -131,14 +133,15 @@ class Uplink:
         link = dev.settings.current["mqtt"]        # a change of these needs a new connection
         base = self.base()
         ctx = mqtt.tls_context(store.join(dev.flash_dir, link["ca_file"])) if tls else None
-        addr = await resolver.resolve(host, dev.hal.dns_server())
+        addr = await resolver.resolve(host, dev.hal.dns_server(), dev.hal.system_resolver)
         if self.conn is None:
             self.conn = mqtt.Connection(dev.serial, self.incoming, KEEPALIVE_S)
         conn = self.conn
         await conn.connect(addr, port, link["username"], link["password"],
                            will=(base + "/status", b"offline", True, 1), ssl=ctx, server_hostname=host)
         log.info("mqtt", "connected to %s:%d%s as %s" % (host, port, " (TLS)" if tls else "", dev.serial))
-        self.session_up = True
+        self.session_up = True        # from here on a failure does not grow the back-off
+        await conn.resend()
         await conn.subscribe(base + "/config/set", 1)
         await conn.subscribe(HA_STATUS_TOPIC, 1)    # always: discovery may be switched on later
         await conn.publish(base + "/status", b"online", True, 1)
@@ -148,8 +151,10 @@ class Uplink:
             if dev.net.network is None:
                 raise OSError("network lost")
             if self.reconnect or dev.settings.current["mqtt"] != link:
-                # Orderly end: `offline` (the last will is not sent on a clean disconnect).
+                # Orderly end: first the answers (the `config` echo of this very change goes where the
+                # change came from), then `offline` (the last will is not sent on a clean disconnect).
                 self.reconnect = True
+                await self.send_outbox()
                 await conn.publish(base + "/status", b"offline", True, 1)
                 await conn.disconnect()
                 return
@@ -164,16 +169,23 @@ class Uplink:
     async def flush(self):
         """Send what is due: alarms and answers, info and discovery again, new readings."""
         conn = self.conn
-        while self.outbox:
-            topic, payload, retain, qos = self.outbox.pop(0)
-            await conn.publish(topic, payload, retain, qos)
+        await self.send_outbox()
         if self.republish:
             self.republish = False
             await self.publish_state(removed=True)
         r = self.dev.readings
         if r is not None and r["seq"] != self.sent_seq:
             self.sent_seq = r["seq"]
-            await conn.publish(self.base() + "/readings", readings_json.dumps(r), False, 0)
+            if self.message is None:
+                self.message = readings_json.Message()
+            # QoS 0: sent at once, so the buffer is free again for the next window's message.
+            await conn.publish(self.base() + "/readings", readings_json.write(r, self.message), False, 0)
+
+    async def send_outbox(self):
+        """Alarms and answers, in the order they were queued, to the topics they were queued for."""
+        while self.outbox:
+            topic, payload, retain, qos = self.outbox.pop(0)
+            await self.conn.publish(topic, payload, retain, qos)
 
     async def publish_state(self, removed):
         """info, config and (when on) the Home Assistant discovery; `removed`: also clear entities that
@@ -263,9 +275,13 @@ class Uplink:
         self.close()
 
     def close(self):
-        """The end of a session: its connection closed if still open, and said once."""
+        """The end of a session: its connection closed if still open, the alarms it did not deliver
+        dropped (in the outbox or in flight: a stale alarm would mislead, contract §3.4), and said once."""
         if self.conn is not None:
             self.conn.close()
+            self.conn.forget(ALARM)
+        if self.outbox:
+            self.outbox = [m for m in self.outbox if not m[0].endswith(ALARM)]
         if self.session_up:
             self.session_up = False
             log.info("mqtt", "disconnected")

@@ -304,6 +304,18 @@ def test_connection_get_post_head():
     assert status == 200 and body == b"" and int(headers["content-length"]) > 20
 
 
+def test_a_body_in_parts_goes_out_whole_with_its_length():
+    # A page in parts (the portal's GET /) needs no free block as big as the page.
+    parts = ["<p>\u00e9", b"x" * (httpd.WRITE_CHUNK + 5), "", "</p>"]
+    whole = "<p>\u00e9".encode() + b"x" * (httpd.WRITE_CHUNK + 5) + b"</p>"
+    status, headers, body, _ = answer([b"GET / HTTP/1.1\r\n\r\n"], lambda req: httpd.Response(200, parts))
+    assert status == 200 and body == whole and headers["content-length"] == str(len(whole))
+    status, headers, body, _ = answer([b"HEAD / HTTP/1.1\r\n\r\n"], lambda req: httpd.Response(200, parts))
+    assert status == 200 and body == b"" and headers["content-length"] == str(len(whole))
+    status, headers, body, _ = answer([b"GET / HTTP/1.1\r\n\r\n"], lambda req: httpd.Response(204, []))
+    assert status == 204 and body == b"" and headers["content-length"] == "0"
+
+
 def test_connection_refusals():
     cases = [
         (b"GET /" + b"a" * 600 + b" HTTP/1.1\r\n\r\n", 400),

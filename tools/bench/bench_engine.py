@@ -2,15 +2,18 @@
 # same math (tools/bench/float_engine.py), and its heap allocation per sample, burst and window.
 #
 #   .venv/bin/micropython tools/bench/bench_engine.py [--sets N] [--rounds N] [--reps N] [--ms N]
+#   build/esp32like/micropython tools/bench/bench_engine.py [...]    (the firmware frozen in, as on the chip)
 #
-# Meant for the MicroPython unix port (the figures that matter); it also runs on CPython for
-# information, where viper code is plain Python and the heap is not measured. Bursts come once from
-# the simulated front end (tools/simhw/sim_adc.py) for two layouts: 4 channels (v1,i1,i2,i3, derived
-# L2/L3 voltages) and 6 channels (three voltages). Timings: the best of --rounds rounds of --reps
-# calls each (by default as many calls as fill --ms milliseconds). Heap: micropython.mem_total()
-# deltas (bytes requested), else gc.mem_alloc() deltas, with the garbage collector disabled.
+# Meant for the MicroPython unix ports (the figures that matter: the ESP32-like one has the chip's
+# 32-bit objects and float32 heap floats); it also runs on CPython for information, where viper code is
+# plain Python and the heap is not measured. Bursts come once from the simulated front end
+# (tools/simhw/sim_adc.py) for two layouts: 4 channels (v1,i1,i2,i3, derived L2/L3 voltages) and
+# 6 channels (three voltages). Timings: the best of --rounds rounds of --reps calls each (by default as
+# many calls as fill --ms milliseconds). Heap, with the garbage collector disabled: the bytes requested
+# (micropython.mem_total() deltas, which include Python frames over 11 words, allocated and freed at
+# once per call) and the heap in use they take in whole blocks (gc.mem_alloc() deltas); per sample
+# (the kernel), per burst and per window the way firmware/app.py's metering task runs them.
 import gc
-import math
 import sys
 
 IS_MP = sys.implementation.name == "micropython"
@@ -19,12 +22,17 @@ IS_MP = sys.implementation.name == "micropython"
 def _setup_path():
     here = __file__.rpartition("/")[0] or "."
     root = here + "/../.."
-    paths = [here] + [root + "/" + p for p in ("firmware", "boards", "tools/simhw")]
+    paths = [root + "/" + p for p in ("firmware", "boards", "tools/simhw")]
     if not IS_MP:
         paths.insert(0, root + "/tools/cpython_shims")
+    # After ".frozen": on the ESP32-like runtime the firmware frozen into the binary is what runs
+    # (as on the chip); elsewhere the source files are found.
+    at = sys.path.index(".frozen") + 1 if ".frozen" in sys.path else 0
     for p in reversed(paths):
         if p not in sys.path:
-            sys.path.insert(0, p)
+            sys.path.insert(at, p)
+    if here not in sys.path:
+        sys.path.insert(0, here)
     if not IS_MP:
         import mp_compat
 
@@ -36,9 +44,11 @@ _setup_path()
 from array import array  # noqa: E402
 
 import accum  # noqa: E402
+import readings_json  # noqa: E402
 import scenario  # noqa: E402
 import settings  # noqa: E402
 import sim  # noqa: E402
+from alarm import SupplyAlarm  # noqa: E402
 from float_engine import FloatEngine  # noqa: E402
 from meter import Meter  # noqa: E402
 from sim_adc import SimAdc  # noqa: E402
@@ -65,6 +75,7 @@ else:
         return (time.perf_counter() - t0) * 1e6
 
 GOAL_RATIO = 30.0
+BURST_TARGET = 256           # bytes allocated per burst in steady state at most (issue 10)
 BURST_MS = 240               # firmware/app.py's burst length, if app cannot be imported
 WINDOW_BURSTS = 4            # a 1 s readings window holds about four such bursts (with their gaps)
 SEED = 7
@@ -93,13 +104,17 @@ def parse_args(argv):
     return opts
 
 
-def heap_counter():
-    """(name, function returning a monotonic count of heap bytes), or None on CPython."""
+def heap_counters():
+    """[(name, function returning a monotonic count of heap bytes)], empty on CPython: the bytes the
+    firmware asks for (micropython.mem_total, where the port has it) and the heap in use they take in
+    whole blocks (gc.mem_alloc; 16-byte blocks on a 32-bit port, so a float takes 16)."""
     if not IS_MP:
-        return None
+        return []
+    out = []
     if hasattr(micropython, "mem_total"):
-        return "micropython.mem_total", micropython.mem_total
-    return "gc.mem_alloc", gc.mem_alloc
+        out.append(("bytes requested (micropython.mem_total)", micropython.mem_total))
+    out.append(("heap blocks taken (gc.mem_alloc)", gc.mem_alloc))
+    return out
 
 
 def heap_bytes(fn, counter):
@@ -162,28 +177,29 @@ class Case:
             t += self.duration_us
         self.buf = self.bufs[0]
         analyzer = self.analyzer = self.meter.analyzer
-        for _ in range(3):              # let the tracked DC bias settle
+        for _ in range(3):              # windows that settle the tracked DC bias and frequency
             for buf in self.bufs:
                 analyzer.process(buf, nsets, self.duration_us)
-        self.result = analyzer.process(self.buf, nsets, self.duration_us)
+            analyzer.finish()
+        analyzer.process(self.buf, nsets, self.duration_us)
         # The kernel's inputs for this burst, copied so that later calls cannot change them.
         self.geo = array("i", analyzer.geo)
         self.bias = array("i", analyzer.bias)
         self.pairs = array("i", analyzer.pairs)
         self.sums = array("i", [0] * len(analyzer.sums))
-        self.part = array("i", [0] * len(analyzer.part))
+        self.part = array("i", [0] * len(analyzer.arrays[3]))
         self.first = self.geo[accum.G_FIRST]
         self.end = self.geo[accum.G_END]
         self.span = self.end - self.first
         # The same phase-compensation inputs for the float version: voltage at n - d + frac sets,
-        # frac in (-1, 0], i.e. between sets n-d and n-d-1. The analyzer keeps d (pairs) and the
-        # interpolation weights of that burst (BurstAnalyzer._set_pairs): c1 = -sin(w frac) / sin(w),
-        # w the mains angle per set, gives frac back.
-        w = 2 * math.pi * analyzer.freq_hz * self.duration_us / nsets * 1e-6
+        # frac in (-1, 0], i.e. between sets n-d and n-d-1. The analyzer keeps d (pairs), set for
+        # the frequency of the last window, and gives the whole delay in sets (delay_sets).
+        set_us = self.duration_us / nsets
+        spc = 1e6 / (analyzer.freq_hz * set_us)
         fpairs = []
         for p in range(analyzer.nphases):
             d = self.pairs[3 * p + 2] - accum.DELAY_OFFSET
-            frac = math.asin(-analyzer._coef[p][1] * math.sin(w)) / w
+            frac = d - analyzer.delay_sets(p, spc, set_us)
             fpairs.append((self.pairs[3 * p], self.pairs[3 * p + 1], d, -frac))
         self.float_filter = FloatEngine(self.nch, fpairs, "filter")
         self.float_burst = FloatEngine(self.nch, fpairs, "burst")
@@ -200,6 +216,18 @@ class Case:
     def process(self):
         return self.analyzer.process(self.buf, self.nsets, self.duration_us)
 
+    def engine(self):
+        """A window of WINDOW_BURSTS bursts (of this burst) and its close: the engine's whole work."""
+        for _ in range(WINDOW_BURSTS):
+            self.analyzer.process(self.buf, self.nsets, self.duration_us)
+        self.analyzer.finish()
+
+    def one_burst_window(self):
+        """The statistics of a window holding just this burst."""
+        self.analyzer.finish()
+        self.process()
+        return self.analyzer.finish()
+
     def floats(self):
         self.float_filter.add(self.buf, self.first, self.end)
 
@@ -212,7 +240,7 @@ class Case:
             fe.add(self.buf, self.first, self.end)
         fe.reset()
         fe.add(self.buf, self.first, self.end)
-        res = self.process()
+        res = self.one_burst_window()
         worst = [0.0, 0.0, 0.0]
         for p in range(self.analyzer.nphases):
             vc, ic = self.pairs[3 * p], self.pairs[3 * p + 1]
@@ -227,10 +255,69 @@ class Case:
 
 def measure_time(case, opts):
     t_kernel = time_us(case.kernel, opts)
-    t_process = time_us(case.process, opts)
+    t_process = time_us(case.engine, opts) / WINDOW_BURSTS
     t_float = time_us(case.floats, opts)
     t_lean = time_us(case.floats_lean, opts)
     return t_kernel, t_process, t_float, t_lean
+
+
+class Firmware:
+    """The metering task's steady-state path (firmware/app.py metering_task): each burst into the
+    meter's window and the supply alarm's look at its currents (Uplink.currents, which gets None
+    without a limit); per window close_window, the fields the task adds, and the readings message
+    written as the uplink sends it (into its kept readings_json.Message)."""
+
+    def __init__(self, case, limit=None):
+        import uplink
+
+        self.case = case
+        self.meter = Meter(sim, case.settings)
+        self.message = readings_json.Message()
+        self.seq = 0
+        # Uplink.currents on a stand-in: the alarm's state, the limit setting, no connection.
+        self.up = Stub(alarm=SupplyAlarm(), conn=None,
+                       dev=Stub(settings=Stub(current={"supply_max_a": limit})))
+        self.currents = uplink.Uplink.currents
+        self.limit = limit
+
+    def close(self):
+        r = self.meter.close_window(1.0)
+        self.seq += 1
+        r["seq"] = self.seq
+        r["uptime_s"] = readings_json.Exact(self.seq, 0, 3)
+        r["time"] = 1763900000
+        r["interval_s"] = 1
+        return r
+
+    def measure(self, counter):
+        """(largest bytes of a burst, close_window's and the task's fields, the message's) in the
+        fourth window (the first ones settle bias and frequency)."""
+        case = self.case
+        meter = self.meter
+        limit = self.limit
+        for w in range(4):
+            if w == 3:
+                gc.collect()
+                gc.disable()
+            burst = 0
+            for buf in case.bufs:
+                a = counter()
+                meter.add_burst(buf, case.nsets, case.duration_us)
+                self.currents(self.up, None if limit is None else meter.burst_currents(limit))
+                burst = max(burst, counter() - a)
+            a = counter()
+            r = self.close()
+            b = counter()
+            readings_json.write(r, self.message)
+            c = counter()
+        gc.enable()
+        return burst, b - a, c - b
+
+
+class Stub:
+    def __init__(self, **kw):
+        for k in kw:
+            setattr(self, k, kw[k])
 
 
 def measure_heap(case, counter):
@@ -250,34 +337,19 @@ def measure_heap(case, counter):
             locked = False
         finally:
             micropython.heap_unlock()
-    burst = heap_bytes(case.process, counter)
-    # A whole readings window through the Meter: its bursts, then close_window.
-    m = Meter(sim, case.settings)
-
-    def window():
-        for buf in case.bufs:
-            m.add_burst(buf, case.nsets, case.duration_us)
-        return m.close_window(1.0)
-
-    window()
-    window()
-    gc.collect()
-    gc.disable()
-    try:
-        a = counter()
-        for buf in case.bufs:
-            m.add_burst(buf, case.nsets, case.duration_us)
-        b = counter()
-        m.close_window(1.0)
-        c = counter()
-    finally:
-        gc.enable()
+    process = heap_bytes(case.process, counter)
+    burst, close, message = Firmware(case).measure(counter)
+    # A supply limit over every phase (the alarm checks, nothing near it), and one that a phase is
+    # over (its current computed in floats, the alarm repeating).
+    under = Firmware(case, limit=63).measure(counter)[0]
+    over = Firmware(case, limit=16).measure(counter)[0]
     # The float versions allocate per sample: a short stretch keeps them within the heap.
     n = min(FLOAT_HEAP_SETS, case.span)
     floats = heap_bytes(lambda: case.float_filter.add(case.buf, case.first, case.first + n), counter) / n
     lean = heap_bytes(lambda: case.float_burst.add(case.buf, case.first, case.first + n), counter) / n
-    return {"k_call": k_short, "k_sample": per_sample, "locked": locked, "burst": burst,
-            "adds": b - a, "close": c - b, "float": floats, "lean": lean}
+    return {"k_call": k_short, "k_sample": per_sample, "locked": locked, "process": process,
+            "burst": burst, "under": under, "over": over, "close": close, "message": message,
+            "window": WINDOW_BURSTS * burst + close + message, "float": floats, "lean": lean}
 
 
 def fmt_bytes(x):
@@ -324,7 +396,8 @@ def main(argv):
             case.name(), case.nsets, case.span, tk / case.span, tp / case.span, tf / case.span,
             tl / case.span))
     print("kernel = accum.accumulate; engine = BurstAnalyzer.process of the whole burst (crossings, kernel,")
-    print("clipping, float math once per burst); float = tools/bench/float_engine.py over the span only")
+    print("clipping, folding into the window) and its share of finish (the float math once per window of")
+    print("%d bursts); float = tools/bench/float_engine.py over the span only" % WINDOW_BURSTS)
     print("(EmonLib: low-pass bias updated per sample; lean: bias from the previous burst's mean)")
     print("")
     for case, (tk, tp, tf, tl) in rows:
@@ -369,23 +442,49 @@ def main(argv):
             print("%s vs engine results (%d ch): V within %.2f%%, I within %.2f%%, P within %.2f%% of VA"
                   % (label, case.nch, dv, di, dp))
     print("")
-    counter = heap_counter()
-    if counter is None:
+    counters = heap_counters()
+    if not counters:
         print("heap: not measured on CPython (MicroPython only)")
         return
-    print("heap (%s deltas, gc disabled):" % counter[0])
+    firmware = meter_module_origin()
+    name, counter = counters[0]
+    print("heap (%s deltas, gc disabled; firmware %s):" % (name, firmware))
+    summary = []
     for case in cases:
-        h = measure_heap(case, counter[1])
+        h = measure_heap(case, counter)
         lock = {True: "yes", False: "NO (MemoryError)", None: "n/a"}[h["locked"]]
         print("heap kernel accum.accumulate (%s): %s bytes per sample set, %d bytes per call;"
               " runs with the heap locked: %s" % (case.tag(), fmt_bytes(h["k_sample"]), h["k_call"], lock))
         print("heap engine BurstAnalyzer.process (%s): %d bytes per burst (%.2f per sample set)" % (
-            case.tag(), h["burst"], h["burst"] / case.nsets))
-        print("heap window Meter.close_window (%s): %d bytes per window;"
-              " whole window of %d bursts: %d bytes" % (
-                  case.tag(), h["close"], WINDOW_BURSTS, h["adds"] + h["close"]))
+            case.tag(), h["process"], h["process"] / case.nsets))
+        print("heap burst Meter.add_burst (%s): %d bytes per burst; with a supply limit: %d (every phase"
+              " under it), %d (a phase over it)" % (case.tag(), h["burst"], h["under"], h["over"]))
+        print("heap window Meter.close_window (%s): %d bytes per window; whole window of %d bursts: %d bytes"
+              " (readings message written: %d bytes)" % (
+                  case.tag(), h["close"], WINDOW_BURSTS, h["window"], h["message"]))
         print("heap float engine (%s): %.1f bytes per sample set (lean: %.1f)" % (
             case.tag(), h["float"], h["lean"]))
+        summary.append((case, h))
+    print("")
+    print("heap per sample / burst / window, steady state (targets: 0 / %d / as small as reasonable):"
+          % BURST_TARGET)
+    for name, counter in counters:
+        for case, h in summary:
+            if counter is not counters[0][1]:
+                h = measure_heap(case, counter)
+            worst = max(h["burst"], h["under"])
+            print("heap %s (%s): per sample %s, per burst %d (with a supply limit %d; a phase over it %d),"
+                  " per window %d: per burst %s" % (
+                      name, case.tag(), fmt_bytes(h["k_sample"]), h["burst"], h["under"], h["over"],
+                      h["window"], "met" if h["k_sample"] == 0 and worst <= BURST_TARGET else "NOT met"))
+
+
+def meter_module_origin():
+    """Where the firmware came from: frozen into the binary, or source files."""
+    import meter
+
+    path = getattr(meter, "__file__", "")
+    return "frozen" if "/" not in path else "from " + path.rpartition("/")[0]
 
 
 main(sys.argv[1:])
