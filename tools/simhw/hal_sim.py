@@ -1,10 +1,12 @@
 # The simulated twin of firmware/hal_esp32.py (contract: docs/design.md). Host only: runs on the
 # MicroPython unix port inside `tools/sim`, configured by the AMPGUARD_* environment variables.
+import gc
 import os
 import socket
 import sys
 import time
 
+import micropython
 from scenario import Scenario
 from sim_adc import SimAdc
 
@@ -222,9 +224,36 @@ class Watchdog:
             self._send(b"feed")
 
 
+class HeapProbe:
+    """Measurement for make faults/soak (AMPGUARD_HEAP_PROBE_MS): every so often a collection, then the
+    heap's figures on the console: micropython.mem_info()'s GC lines (total, used, free, and 'max free
+    sz', the largest free block, in blocks of the size the marker line gives). Run from the firmware's
+    watchdog task, a moment when every other task waits at an await, as in its own status line."""
+
+    BLOCK = 32 if sys.maxsize > 0x7FFFFFFF else 16       # MicroPython's GC block: 4 machine words
+
+    def __init__(self, every_ms, block_map=False):
+        self.every_ms = every_ms
+        self.block_map = block_map      # AMPGUARD_HEAP_MAP=1: also the heap's block map (what sits where)
+        self.last = time.ticks_ms()
+
+    def poll(self):
+        now = time.ticks_ms()
+        if time.ticks_diff(now, self.last) >= self.every_ms:
+            self.last = now
+            gc.collect()
+            print("hal_sim: heap probe, blocks of %d bytes" % self.BLOCK)
+            if self.block_map:
+                micropython.mem_info(1)
+            else:
+                micropython.mem_info()
+
+
 class Hal:
     # the simulator has no radio: its portal listens on --http all the time
     portal_needs_ap = False
+    # a host has its own resolver, used when AMPGUARD_DNS_SERVER names no DNS server (blocking is fine)
+    system_resolver = True
 
     def __init__(self, board):
         self.board = board
@@ -235,9 +264,15 @@ class Hal:
         self.lan = Lan(self.scenario) if board.LAN else None
         self._wdt = Watchdog(int(_env("AMPGUARD_WDT_PORT", "0")))
         self._seed = int(_env("AMPGUARD_SEED", "1"))
+        self._adc_table = None
+        probe_ms = int(_env("AMPGUARD_HEAP_PROBE_MS", "0"))
+        self._heap_probe = HeapProbe(probe_ms, _env("AMPGUARD_HEAP_MAP") == "1") if probe_ms > 0 else None
 
     def adc(self, channels):
-        return Adc(self.scenario, SimAdc(self.board, self.scenario, tuple(channels), self._seed))
+        # One table for every ADC the firmware opens (a new one replaces the old at a settings change).
+        sim = SimAdc(self.board, self.scenario, tuple(channels), self._seed, self._adc_table)
+        self._adc_table = sim.table
+        return Adc(self.scenario, sim)
 
     def button_pressed(self):
         self.scenario.poll()
@@ -249,6 +284,8 @@ class Hal:
 
     def wdt_feed(self):
         self._wdt.feed()
+        if self._heap_probe is not None:
+            self._heap_probe.poll()
 
     def reset(self):
         print("hal_sim: reset")

@@ -141,7 +141,10 @@ def _clamp(v, lim):
 class SimAdc:
     """The front end: fill() writes interleaved codes of sample sets at given simulated times."""
 
-    def __init__(self, board, scenario, channels, seed=1):
+    def __init__(self, board, scenario, channels, seed=1, table=None):
+        # table: an earlier SimAdc's .table to reuse. The simulator's Hal passes its one: an ESP32 allocates
+        # nothing to reconfigure its ADC, so neither may its twin (18 KB at a settings change, in a heap
+        # the firmware has fragmented by then, would fail on the simulator's account).
         for ch in channels:
             if ch not in CHANNELS:
                 raise ValueError("unknown ADC channel %r" % ch)
@@ -158,7 +161,7 @@ class SimAdc:
             sign = 1 if rng.uniform() < 0.5 else -1
             self._seeded_bias[ch] = MID_SCALE + sign * round(off * 256) / 256
         self._noise_seed = rng.next()     # noise tables are rebuilt from here (not kept: heap)
-        self._tab = _zeros("I", _TABLE_LEN)
+        self._tab = self.table = table if table is not None else _zeros("I", _TABLE_LEN)
         self._par = _zeros("I", _P_OFFSETS + 6)
         self._par[1] = len(channels)
         self._par[4] = rng.next()         # the sample loop's own LCG
