@@ -3,6 +3,11 @@
 See contract §6 and docs/design.md ("The simulator"). This CPython process is the device's
 power supply and reset line: it starts the MicroPython child, restarts it on a reset or a
 watchdog timeout, and turns SIGTERM/SIGINT into an orderly shutdown of the child.
+
+Two runtimes (named as in tools/mpenv.py): `micropython`, the 64-bit unix port of .venv with the
+firmware precompiled to .mpy (tools/simbuild.py), and `esp32-like`, the 32-bit float32 build of
+tools/esp32like with the firmware frozen in, as in an ESP32 image (only the simulated hardware,
+tools/simhw, is loaded from files).
 """
 import argparse
 import json
@@ -26,6 +31,8 @@ SHUTDOWN_GRACE_S = 15.0       # orderly shutdown may take this long before the p
 DEFAULT_SERIAL = "2312000042G"
 DEFAULT_PIN = "12345678"
 DEFAULT_SCENARIO = os.path.join(ROOT, "tools", "scenarios", "default.json")
+SIMHW = os.path.join(ROOT, "tools", "simhw")
+RUNTIMES = ("micropython", "esp32-like")
 
 
 def parse_args(argv):
@@ -41,6 +48,10 @@ def parse_args(argv):
     p.add_argument("--serial", help="serial number for a new state folder (ends in G)")
     p.add_argument("--pin", help="8-digit PIN for a new state folder")
     p.add_argument("--heap", help="MicroPython heap size, as -X heapsize (e.g. 128K)")
+    p.add_argument("--runtime", choices=RUNTIMES, default=os.environ.get("AMPGUARD_RUNTIME") or RUNTIMES[0],
+                   help="micropython: the 64-bit unix port, firmware as .mpy; esp32-like: the 32-bit "
+                   "float32 build (tools/esp32like), firmware frozen in (default: $AMPGUARD_RUNTIME, "
+                   "else micropython)")
     p.add_argument("--capture", metavar="FILE", help="write raw ADC sample sets to FILE and exit")
     p.add_argument("--seconds", type=float, default=2.0, help="length of --capture")
     p.add_argument("--sensor", choices=("home", "public"), help="CT type for --capture")
@@ -49,17 +60,56 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+def esp32like_binary():
+    """build/esp32like/micropython with the current firmware frozen in: tools/esp32like/build.py
+    re-freezes it first when the firmware changed (seconds), one build at a time when several
+    simulators start at once."""
+    import fcntl
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "esp32like_build", os.path.join(ROOT, "tools", "esp32like", "build.py"))
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    os.makedirs(recipe.OUT, exist_ok=True)
+    with open(recipe.OUT + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return recipe.build()
+
+
+def runtime(name, heap=None):
+    """(command, environment, working folder) of a MicroPython process of the simulated device on the
+    runtime `name`; the caller appends a script or ["-c", code].
+    micropython: the firmware precompiled to .mpy first on the path (source where this machine has no
+    native emitter). esp32-like: the firmware is frozen in the binary, and the path holds only ".frozen" and
+    the simulated hardware's folder, which is also the working folder: the unix port puts a script's
+    folder (with -c: the working folder) first on sys.path, and a firmware file there would shadow
+    the frozen module."""
+    env = micropython_env()
+    if name == "esp32-like":
+        cmd = [esp32like_binary()]
+        env["MICROPYPATH"] = ".frozen:" + SIMHW
+        cwd = SIMHW
+    else:
+        cmd = [MICROPYTHON]
+        image = simbuild.build()
+        if image:
+            env["MICROPYPATH"] = image + ":" + env["MICROPYPATH"]
+        cwd = image or ROOT
+    if heap:
+        cmd += ["-X", "heapsize=" + heap]
+    return cmd, env, cwd
+
+
 def capture(args):
-    cmd = [MICROPYTHON]
-    if args.heap:
-        cmd += ["-X", "heapsize=" + args.heap]
-    cmd += [os.path.join(ROOT, "tools", "simhw", "capture_main.py"), "--out", args.capture,
+    cmd, env, _ = runtime(args.runtime, args.heap)
+    cmd += [os.path.join(SIMHW, "capture_main.py"), "--out", os.path.abspath(args.capture),
             "--seconds", str(args.seconds), "--seed", str(args.seed)]
     # A capture of nothing is no use as an example: without --scenario, the default world (a load).
-    cmd += ["--scenario", args.scenario or DEFAULT_SCENARIO]
+    cmd += ["--scenario", os.path.abspath(args.scenario or DEFAULT_SCENARIO)]
     if args.sensor:
         cmd += ["--sensor", args.sensor]
-    return subprocess.call(cmd, env=micropython_env())
+    return subprocess.call(cmd, env=env)
 
 
 def say(msg):
@@ -100,14 +150,13 @@ class Device:
     """One simulated power-on of the device: the MicroPython child process."""
 
     def __init__(self, args, wdt_port):
-        cmd = [MICROPYTHON]
-        if args.heap:
-            cmd += ["-X", "heapsize=" + args.heap]
-        image = simbuild.build()      # the firmware precompiled, as on the device
-        cmd.append(os.path.join(image or os.path.join(ROOT, "firmware"), "main.py"))
-        env = micropython_env()
-        if image:
-            env["MICROPYPATH"] = image + ":" + env["MICROPYPATH"]
+        cmd, env, cwd = runtime(args.runtime, args.heap)
+        if args.runtime == "esp32-like":
+            cmd += ["-c", "import app; app.main()"]    # firmware/main.py's two lines (not frozen)
+        else:       # main.py beside the .mpy image (tools/simbuild.py), else firmware/main.py
+            folder = cwd if cwd != ROOT else os.path.join(ROOT, "firmware")
+            cmd.append(os.path.join(folder, "main.py"))
+            cwd = ROOT
         env.update({
             "AMPGUARD_BOARD": "sim",
             "AMPGUARD_STATE": os.path.abspath(args.state),
@@ -119,7 +168,7 @@ class Device:
             "AMPGUARD_SEED": str(args.seed),
         })
         # Its own session: a terminal's Ctrl-C reaches only the launcher, which passes on exactly one.
-        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True,
+        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, start_new_session=True,
                                      preexec_fn=_die_with_launcher)
         self.wdt_timeout_s = None
         self.last_feed = time.monotonic()
@@ -145,8 +194,9 @@ def run_device(args):
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
-    say("device %s, state %s, portal http://%s/, DNS %s%s" % (
-        serial, args.state, args.http, args.dns, ", broker " + args.broker if args.broker else ""))
+    say("device %s, state %s, portal http://%s/, DNS %s%s, runtime %s" % (
+        serial, args.state, args.http, args.dns, ", broker " + args.broker if args.broker else "",
+        args.runtime))
     boots = 0
     while True:
         boots += 1

@@ -1,9 +1,11 @@
 """tools/sim as a device's power and reset line: boot, orderly shutdown, resets, watchdog, power cut."""
 import json
 import os
+import re
 import signal
 import subprocess
 import time
+import urllib.request
 
 import pytest
 from simctl import ROOT, Sim
@@ -55,6 +57,70 @@ def test_starved_watchdog_resets_the_device_which_boots_again(tmp_path):
         s.wait_for("watchdog: not fed", timeout=20)
         s.write_scenario(SCENARIO)                                    # the fault clears after a reset
         s.wait_for("Amp Guard firmware", count=2, timeout=20)
+    finally:
+        s.close()
+
+
+def _device_pid(launcher):
+    kids = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split()
+    assert len(kids) == 1, "the launcher should have one device process: %r" % kids
+    return int(kids[0])
+
+
+def test_esp32_like_runtime_runs_the_frozen_firmware_and_serves_the_portal(tmp_path):
+    s = Sim(tmp_path, dict(SCENARIO, lan={"link": True}), args=["--runtime", "esp32-like", "--heap", "200K"],
+            env={"AMPGUARD_HEAP_PROBE_MS": "500"}).start()
+    try:
+        s.wait_for("Amp Guard firmware", timeout=120)     # a stale build is re-frozen first
+        assert "runtime esp32-like" in s.log()
+        pid = _device_pid(s.proc)
+        # The device is the 32-bit build ...
+        exe = os.readlink("/proc/%d/exe" % pid)
+        assert exe == os.path.realpath(os.path.join(ROOT, "build", "esp32like", "micropython"))
+        with open(exe, "rb") as f:
+            assert f.read(5) == b"\x7fELF\x01"           # ELFCLASS32
+        # ... running the firmware frozen in it: no script, no firmware file where it looks for modules.
+        argv = open("/proc/%d/cmdline" % pid, "rb").read().decode().split("\0")
+        assert "-c" in argv and not any(a.endswith((".py", ".mpy")) for a in argv), argv
+        env = dict(kv.split("=", 1) for kv in open("/proc/%d/environ" % pid, "rb").read().decode().split("\0")
+                   if "=" in kv)
+        path = env["MICROPYPATH"].split(":")
+        assert path[0] == ".frozen", path
+        cwd = os.readlink("/proc/%d/cwd" % pid)
+        firmware = {f[:-3] for f in os.listdir(os.path.join(ROOT, "firmware")) if f.endswith(".py")}
+        for folder in [cwd] + [p for p in path if p != ".frozen"]:
+            found = {os.path.splitext(f)[0] for f in os.listdir(folder) if f.endswith((".py", ".mpy"))}
+            assert not found & firmware, "%s holds firmware modules %s" % (folder, found & firmware)
+        # It serves the portal: the status names the firmware, the page and the live readings work.
+        with open(os.path.join(ROOT, "firmware", "version.py")) as f:
+            version = re.search(r'VERSION = "([^"]+)"', f.read()).group(1)
+        base = "http://%s" % s.http
+        deadline = time.monotonic() + 30
+        readings = {}
+        while not readings.get("seq") and time.monotonic() < deadline:     # the portal, then a window
+            time.sleep(0.3)
+            try:
+                with urllib.request.urlopen(base + "/api/readings", timeout=5) as r:
+                    readings = json.loads(r.read())
+            except OSError:
+                pass
+        assert abs(readings["phases"][0]["current_a"] - 5.0) < 0.1, readings
+        with urllib.request.urlopen(base + "/api/status", timeout=5) as r:
+            status = json.loads(r.read())
+        assert status["firmware"] == version
+        assert status["serial"] == "2312000042G"
+        assert (status["state"], status["network"]) == ("connected", "lan")
+        with urllib.request.urlopen(base + "/", timeout=5) as r:
+            assert r.status == 200 and b"2312000042G" in r.read()
+        # The simulated hardware's heap probe (make faults, make soak): 32-bit GC blocks, the capped heap.
+        s.wait_for("max free sz", timeout=10)
+        probe = re.search(r"heap probe, blocks of (\d+) bytes\n(?:.*\n)*?GC: total: (\d+), used: (\d+), "
+                          r"free: (\d+).*\n.*max free sz: (\d+)", s.log())
+        block, total, used, free, largest = (int(x) for x in probe.groups())
+        assert block == 16 and 190 * 1024 < total <= 200 * 1024 and used + free == total
+        assert 0 < largest * block <= free
+        assert s.stop(signal.SIGTERM) == 0
+        assert "orderly shutdown" in s.log() and "Traceback" not in s.log()
     finally:
         s.close()
 
