@@ -80,23 +80,14 @@ class Meter:
         last_power = [0.0] * nphases
         amps = [0] * nphases
         var16_rearm = [0] * nphases
-        self.settings = settings
-        self.nphases = nphases
-        self.derived = derived
-        self.channels = channels
-        self.analyzer = analyzer
-        self.rated_a = RATED_A[sensor]
-        self.v_per_count = v_per_count
-        self.a_per_count = a_per_count
-        self.diag = diag
-        self.readings = readings
-        self._v_scale = v_scale
-        self._a_scale = a_scale
-        self._w_scale = w_scale
-        self.last_power = last_power
-        self._amps = amps
+        # Everything is built: now switch over in one go (a MemoryError above changed nothing).
+        (self.settings, self.nphases, self.derived, self.channels, self.analyzer, self.rated_a) = (
+            settings, nphases, derived, channels, analyzer, RATED_A[sensor])
+        (self.v_per_count, self.a_per_count, self.diag, self.readings) = (
+            v_per_count, a_per_count, diag, readings)
+        (self._v_scale, self._a_scale, self._w_scale, self.last_power, self._amps, self._var16_rearm) = (
+            v_scale, a_scale, w_scale, last_power, amps, var16_rearm)
         self._alarm_limit = None            # the supply limit _var16_rearm is for
-        self._var16_rearm = var16_rearm
 
     def add_burst(self, buf, nsets, duration_us):
         """Measure one burst into the window."""
