@@ -46,3 +46,34 @@ def json_raw(text, key, nth=0):
     while text[end] not in ",}":
         end += 1
     return text[start:end]
+
+
+TICKS_PERIOD = 1 << 30           # MicroPython's ticks_ms period (every port)
+
+
+class FakeClock:
+    """Stands in for `time` in firmware/app.py: ticks_ms wraps like MicroPython's, time() says 'clock
+    not set'; `total` is the ms since the start, never wrapping (the truth to check against)."""
+
+    def __init__(self, now=1000):
+        self.now = now
+        self.total = 0
+
+    def ticks_ms(self):
+        return self.now
+
+    def ticks_add(self, t, delta):
+        return (t + delta) % TICKS_PERIOD
+
+    def ticks_diff(self, a, b):
+        return (a - b + TICKS_PERIOD // 2) % TICKS_PERIOD - TICKS_PERIOD // 2
+
+    def advance(self, ms):
+        self.now = self.ticks_add(self.now, int(ms))
+        self.total += int(ms)
+
+    def time(self):
+        return 0
+
+    def gmtime(self, t):
+        return (1970, 1, 1, 0, 0, 0, 3, 1)

@@ -9,33 +9,7 @@ import readings_json
 import settings
 import sim
 from fwtest import IS_MICROPYTHON
-
-PERIOD = 1 << 30
-
-
-class Clock:
-    """Stands in for `time` in app (ticks_ms wraps like MicroPython's; the clock is never set)."""
-
-    def __init__(self):
-        self.now = 1000
-
-    def ticks_ms(self):
-        return self.now
-
-    def ticks_add(self, t, delta):
-        return (t + delta) % PERIOD
-
-    def ticks_diff(self, a, b):
-        return (a - b + PERIOD // 2) % PERIOD - PERIOD // 2
-
-    def advance(self, ms):
-        self.now = self.ticks_add(self.now, int(ms))
-
-    def time(self):
-        return 0
-
-    def gmtime(self, t):
-        return (1970, 1, 1, 0, 0, 0, 3, 1)
+from fwtest import FakeClock as Clock
 
 
 class Sleeper:

@@ -7,38 +7,12 @@ import app
 import readings_json
 import settings
 import sim
+from fwtest import TICKS_PERIOD as PERIOD
+from fwtest import FakeClock as Clock
 from fwtest import json_raw
 
-PERIOD = 1 << 30                 # MicroPython's ticks_ms period (every port)
 START = PERIOD - 2500            # the clock wraps in the third window
 STALL_MS = 1 << 28               # a burst that holds the clock for 3.1 days: a window apiece
-
-
-class Clock:
-    """Stands in for `time` in app: ticks_ms wraps like MicroPython's; time() says 'clock not set'."""
-
-    def __init__(self, now):
-        self.now = now
-        self.total = 0               # ms since the start, never wrapping: the truth to check against
-
-    def ticks_ms(self):
-        return self.now
-
-    def ticks_add(self, t, delta):
-        return (t + delta) % PERIOD
-
-    def ticks_diff(self, a, b):
-        return (a - b + PERIOD // 2) % PERIOD - PERIOD // 2
-
-    def advance(self, ms):
-        self.now = self.ticks_add(self.now, int(ms))
-        self.total += int(ms)
-
-    def time(self):
-        return 0
-
-    def gmtime(self, t):
-        return (1970, 1, 1, 0, 0, 0, 3, 1)
 
 
 class Sleeper:
