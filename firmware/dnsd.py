@@ -2,14 +2,16 @@
 # stop it. serve() and the Server it returns behave as httpd.serve()'s (close, wait_closed; is_serving as
 # CPython's), so the application starts and stops both the same way.
 import asyncio
+import select
 import socket
 
 import dnsreply
 import inet
 import log
 
-POLL_MS = 20                 # idle wait between empty reads (non-blocking socket, no busy loop)
+POLL_MS = 20                 # idle wait between looks at the socket (non-blocking, no busy loop)
 BURST = 128                  # datagrams handled per wake-up (each takes microseconds), then yield
+MAX_READ = dnsreply.MAX_PACKET + 1  # one byte over the limit: a longer datagram reads as too long, dropped
 
 
 class Server:
@@ -47,20 +49,36 @@ async def serve(host, port, ip):
     return Server(sock, ip4)
 
 
+def _waiting(poller):
+    """True when a datagram waits. ipoll(0) allocates nothing once made (it reuses its result), where
+    recvfrom on an empty socket allocates its buffer and an OSError (the unix port's and lwIP's): an
+    idle server must make no garbage, 50 looks a second."""
+    for _ in poller.ipoll(0):
+        return True
+    return False
+
+
 async def _answer(sock, ip4):
     try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
         while True:
             for _ in range(BURST):
+                if not _waiting(poller):
+                    break
                 try:
-                    packet, client = sock.recvfrom(1536)
-                except OSError:      # EAGAIN: nothing waiting
+                    packet, client = sock.recvfrom(MAX_READ)
+                except OSError:      # EAGAIN after all (another reader, a spurious wake-up)
+                    break
+                except MemoryError:  # no room for this datagram now: it waits, the heap may free up
                     break
                 try:
                     reply = dnsreply.answer(packet, ip4)
                     if reply is not None:
                         sock.sendto(reply, client)
-                except Exception:    # one bad packet or a failed send never stops the server
+                except Exception:    # one bad packet, a failed send or no heap never stops the server
                     pass
+                packet = client = None
             await asyncio.sleep_ms(POLL_MS)
     finally:
         sock.close()

@@ -3,11 +3,15 @@
 # ends by itself is started again, a failed start names its address, wait_closed() keeps the caller's
 # own cancellation.
 import asyncio
+import gc
 import random
+import socket
 
 import app
 import dnsd
 from fwfiles import LogCapture
+from fwtest import IS_MICROPYTHON
+from test_dns import query
 
 PORTAL = "192.168.251.1"
 
@@ -109,3 +113,94 @@ def test_wait_closed_keeps_the_callers_own_cancellation_and_the_server():
         return said, serving, not server.task.done()
 
     assert asyncio.run(main()) == (["cancelled"], True, False)
+
+
+def _client(port):
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.settimeout(0) if not hasattr(c, "setblocking") else c.setblocking(False)
+    addr = socket.getaddrinfo("127.0.0.1", port)[0][-1]
+    return c, addr
+
+
+def _reply(c):
+    try:
+        return c.recv(1500)
+    except OSError:          # nothing yet
+        return None
+
+
+def test_an_idle_dns_server_allocates_nothing():
+    # 50 looks a second at an empty socket: each recvfrom made a 1.5 KB buffer and an OSError (75 KB
+    # of garbage a second, found in a 10-minute soak); a readiness poll makes none.
+    port = _port()
+
+    async def main():
+        server = await dnsd.serve("127.0.0.1", port, PORTAL)
+        try:
+            await asyncio.sleep_ms(3 * dnsd.POLL_MS)           # started, its poller made
+            c, addr = _client(port)
+            c.sendto(query(qid=7), addr)                       # and it answers
+            answer = None
+            for _ in range(50):
+                await asyncio.sleep_ms(dnsd.POLL_MS)
+                answer = _reply(c)
+                if answer:
+                    break
+            c.close()
+            grown = None
+            if IS_MICROPYTHON:       # CPython cannot count allocations; the answering ran above
+                gc.collect()
+                gc.disable()
+                try:
+                    before = gc.mem_alloc()
+                    await asyncio.sleep_ms(20 * dnsd.POLL_MS)  # 20 looks at the empty socket
+                    grown = gc.mem_alloc() - before
+                finally:
+                    gc.enable()
+            return answer, grown, server.is_serving()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    answer, grown, serving = asyncio.run(main())
+    assert answer is not None and answer[:2] == b"\x00\x07" and answer[-4:] == bytes([192, 168, 251, 1])
+    assert serving
+    if IS_MICROPYTHON:
+        assert grown < 100, grown         # one empty recvfrom alone made 1,536 bytes and an OSError
+
+
+def test_a_query_met_by_a_full_heap_is_answered_once_there_is_room():
+    if not IS_MICROPYTHON:
+        return               # CPython has no heap lock (the answering is shown above)
+    import micropython
+
+    port = _port()
+
+    async def main():
+        server = await dnsd.serve("127.0.0.1", port, PORTAL)
+        try:
+            await asyncio.sleep_ms(3 * dnsd.POLL_MS)
+            c, addr = _client(port)
+            c.sendto(query(qid=9), addr)
+            micropython.heap_lock()          # no room for the datagram: recvfrom raises MemoryError
+            try:
+                for _ in range(5):
+                    await asyncio.sleep_ms(dnsd.POLL_MS)
+            finally:
+                micropython.heap_unlock()
+            locked_serving = server.is_serving()
+            answer = None
+            for _ in range(50):
+                await asyncio.sleep_ms(dnsd.POLL_MS)
+                answer = _reply(c)
+                if answer:
+                    break
+            c.close()
+            return locked_serving, answer, server.is_serving()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    locked_serving, answer, serving = asyncio.run(main())
+    assert locked_serving and serving
+    assert answer is not None and answer[:2] == b"\x00\x09"

@@ -7,8 +7,35 @@ def _cast(x):
     return x
 
 
+class _Poll:
+    """select.poll with MicroPython's ipoll() (an iterator over the ready objects)."""
+
+    def __init__(self, poll):
+        self._poll = poll
+
+    def register(self, obj, mask=None):
+        self._poll.register(obj, *(() if mask is None else (mask,)))
+
+    def unregister(self, obj):
+        self._poll.unregister(obj)
+
+    def modify(self, obj, mask):
+        self._poll.modify(obj, mask)
+
+    def poll(self, timeout=-1):
+        return self._poll.poll(None if timeout < 0 else timeout)
+
+    def ipoll(self, timeout=-1, flags=0):
+        return iter(self.poll(timeout))
+
+
 def install():
     import asyncio
+    import select
+
+    if not hasattr(select, "_mp_poll"):
+        select._mp_poll = select.poll
+        select.poll = lambda: _Poll(select._mp_poll())
 
     if not hasattr(asyncio, "sleep_ms"):
         asyncio.sleep_ms = lambda ms: asyncio.sleep(ms / 1000)
