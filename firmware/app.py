@@ -19,11 +19,13 @@ from version import VERSION
 
 WATCHDOG_MS = 30000          # hardware watchdog: reset when the tasks below stop making progress
 HEARTBEAT_STALE_MS = 10000   # a task silent for this long counts as hung
-BURST_MS = 240               # one sampling burst: 12 cycles at 50 Hz, 10 whole ones after the pre-roll
+BURST_MS = 160               # one sampling burst: 8 cycles at 50 Hz, 6-7 whole ones after the pre-roll
+#                              (its buffer is the largest block the firmware holds: 9 KB for 4 channels)
 GAP_MS = 30                  # between bursts the network runs; sampling never waits for it longer
 LATE_WARN_MS = 100           # a window closing later than this is logged (the uplink must never cause it)
 MIN_BURST_MS = 80            # 4 cycles: a shorter burst has too few whole cycles to be worth it
 MAX_CODES = 65536            # the burst buffer's codes at most (see _codes)
+GC_EVERY_BYTES = 4096        # a collection after this much allocation (see run())
 NO_MEMORY_BACKOFF_MS = 1000  # a task that met a MemoryError waits this long (others free memory) and goes on
 UNIX_2000 = 946684800        # seconds from 1970 to 2000 (the ESP32's time() epoch)
 CLOCK_SET_AFTER = 1700000000  # a Unix time before this means the clock was never set
@@ -105,26 +107,30 @@ class Sampler:
         self._open()
 
     def _open(self):
-        """The ADC and the burst buffer for the meter's channels. The largest block the firmware
-        allocates (13.7 KB for 240 ms of 4 channels): the old one goes first, and when the heap has no
-        room for it the bursts get shorter (down to MIN_BURST_MS) rather than the metering stopping."""
-        self.buf = None
+        """The ADC and the burst buffer for the meter's channels. The buffer is the largest block the
+        firmware holds (9.1 KB: 160 ms of reads, whatever the channel count), so it is made once and
+        kept across layouts (a burst of N channels is len // N sets); it is made anew only when far too
+        small (a shrunk one, or a much faster ADC), the old one going first. When the heap has no room
+        the bursts get shorter (down to MIN_BURST_MS) rather than the metering stopping."""
         nch = len(self.meter.channels)
         self.adc = self.hal.adc(self.meter.channels)
         self.set_us = nch * self.adc.read_us
         sets = min(BURST_MS * 1000 // self.set_us, MAX_CODES // nch)
-        least = MIN_BURST_MS * 1000 // self.set_us
+        if self.buf is None or len(self.buf) < sets * nch * 7 // 8:
+            self.buf = None
+            self.buf = self._alloc(sets, MIN_BURST_MS * 1000 // self.set_us, nch)
+        self.max_sets = min(sets, len(self.buf) // nch)
+
+    def _alloc(self, sets, least, nch):
         while True:
             try:
-                self.buf = _codes(sets * nch)
-                break
+                return _codes(sets * nch)
             except MemoryError:
                 if sets <= least:
                     raise
                 sets = max(least, sets * 3 // 4)
                 log.error("meter", "no room for the burst buffer: bursts of %d ms"
                           % (sets * self.set_us // 1000))
-        self.max_sets = sets
 
     def reconfigure(self, settings):
         self.meter.configure(settings)
@@ -193,9 +199,12 @@ async def metering_task(dev, sampler=None):
         try:
             now = time.ticks_ms()
             left = time.ticks_diff(next_close, now)
-            if left > MIN_BURST_MS:
-                # The window's last burst shrinks to end on time: readings keep their cadence.
-                sampler.burst(min(BURST_MS, left))
+            # The window's last burst shrinks so that it and the gap after it end by the close:
+            # readings keep their cadence (a tail too short for a burst goes unsampled; energy counts
+            # the window's whole duration all the same).
+            burst_ms = min(BURST_MS, left - GAP_MS)
+            if burst_ms >= MIN_BURST_MS:
+                sampler.burst(burst_ms)
                 # The supply alarm watches every burst; without a limit there is nothing to compute.
                 limit = dev.settings.current["supply_max_a"]
                 dev.uplink.currents(None if limit is None else sampler.meter.burst_currents(limit))
@@ -340,6 +349,12 @@ async def status_task(dev):
 
 async def run(dev):
     log.info("app", "Amp Guard firmware %s on board %s, serial %s" % (VERSION, dev.board.NAME, dev.serial))
+    # Collect little and often. MicroPython allocates first-fit from the lowest free block and, left
+    # alone, collects only when the heap is full: garbage then sweeps the whole heap between
+    # collections, and whatever lives on (a window's results, a session's objects) lands wherever the
+    # sweep is, strewn over the heap. Collected every few KB, the heap fills from the bottom, what
+    # lives stays low, and the top stays in one piece for the big transient blocks (a portal page).
+    gc.threshold(GC_EVERY_BYTES)
     # The metering's big blocks (ADC, burst buffer) first, while the heap is still in one piece.
     try:
         sampler = Sampler(dev, dev.settings.current, dev.energy_store.load())

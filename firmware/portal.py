@@ -1,6 +1,5 @@
 # The captive portal's routes (contract §2) on the hardened HTTP core (httpd.py). Answers only for its own
 # address: every other Host, and the phones' captive-portal probes, are sent to the portal's base URL.
-import json
 
 import diagnostics
 import httpd
@@ -95,7 +94,9 @@ class Portal:
         st = self.dev.net.status()
         esc = httpd.html_escape
         refresh = '<meta http-equiv="refresh" content="3;url=/">' if following else ""
-        parts = [portal_page.HEAD % (refresh, esc(self.dev.serial or "?"), esc(VERSION))]
+        P = portal_page
+        parts = [P.HEAD_OPEN, refresh, P.HEAD_SERIAL, esc(self.dev.serial or "?"), P.HEAD_FIRMWARE,
+                 esc(VERSION), P.HEAD_CLOSE]
         line = STATE_WORDS.get(st["state"], st["state"])
         if st["state"] == "connected":
             line += " (%s%s, address %s)" % ("wired network" if st["network"] == "lan" else "Wi-Fi ",
@@ -114,8 +115,8 @@ class Portal:
                         '</label><span class="muted">%d dBm</span></div>'
                         % (name, name, "" if n["secure"] else " (open)", n["rssi"]))
         listing = "".join(nets) or '<p class="muted">No networks found.</p>'
-        parts.append(portal_page.FORM % (listing, ""))
-        parts.append(portal_page.LIVE)
-        parts.append(portal_page.SCRIPT % json.dumps(following or st["state"] == "connecting"))
-        parts.append(portal_page.TAIL)
-        return parts        # sent part by part (httpd.Response): never one block as big as the page
+        parts += (P.FORM_OPEN, listing, P.FORM_CLOSE, P.LIVE, P.SCRIPT_OPEN,
+                  b"true" if following or st["state"] == "connecting" else b"false", P.SCRIPT_CLOSE, P.TAIL)
+        # Sent part by part (httpd.Response): never one block as big as the page, and the constant
+        # parts straight from flash.
+        return parts

@@ -37,7 +37,7 @@ import boardcfg  # noqa: E402
 from meter import Meter  # noqa: E402
 from settings import DEFAULTS, Settings  # noqa: E402
 
-BURST_MS = 240          # as firmware/app.py: one sampling burst ...
+BURST_MS = 160          # as firmware/app.py: one sampling burst ...
 GAP_MS = 30             # ... and the pause after it
 ADC_BURSTS = 8          # bursts timed for the ADC rate
 WINDOWS = 3             # readings windows timed for the engine

@@ -180,3 +180,46 @@ def test_a_window_that_fails_to_close_is_not_counted_twice():
         app.Meter.close_window = real
     assert len(dev.published) == 2
     assert all(0.9 <= s <= 1.2 for s in dev.elapsed), dev.elapsed
+
+
+def _sampler_and_allocations(first_codes=None):
+    """An app.Sampler on Dev's ADC (1 ms reads) with app._codes recorded: (sampler, [n asked], restore)."""
+    asked = []
+    real_codes = app._codes
+
+    def codes(n):
+        asked.append(n)
+        if first_codes is not None and len(asked) == 1:
+            n = first_codes
+        return real_codes(n)
+
+    app._codes = codes
+    sampler = app.Sampler(Dev(), settings.DEFAULTS, None)
+    return sampler, asked, real_codes
+
+
+def test_a_change_of_channel_layout_keeps_the_burst_buffer():
+    # phases 3 -> 1 -> 3 (4, 2, 4 channels): the buffer holds 160 ms of reads whatever the layout, and a
+    # second 9 KB block, which a heap in use may no longer have in one piece, is never asked for.
+    sampler, asked, real_codes = _sampler_and_allocations()
+    try:
+        buf = sampler.buf
+        full = app.BURST_MS * 1000 // 1000             # reads in a burst at 1 ms a read
+        for phases, nch in ((1, 2), (3, 4), (1, 2)):
+            sampler.reconfigure(settings.apply_changes(settings.DEFAULTS, {"phases": phases}))
+            assert sampler.buf is buf and len(sampler.meter.channels) == nch
+            assert sampler.max_sets == full // nch      # a whole burst of this layout
+    finally:
+        app._codes = real_codes
+    assert asked == [full]
+
+
+def test_a_shrunk_burst_buffer_is_made_whole_again_at_the_next_layout_change():
+    full = app.BURST_MS * 1000 // 1000
+    sampler, asked, real_codes = _sampler_and_allocations(first_codes=full // 2)   # as if room was short
+    try:
+        assert len(sampler.buf) == full // 2 and sampler.max_sets == full // 2 // 4
+        sampler.reconfigure(settings.apply_changes(settings.DEFAULTS, {"phases": 1}))
+    finally:
+        app._codes = real_codes
+    assert len(asked) == 2 and len(sampler.buf) == full and sampler.max_sets == full // 2

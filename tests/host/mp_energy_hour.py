@@ -1,6 +1,6 @@
 # One simulated hour of a changing load through the firmware's metering, on MicroPython, with the
-# device's own burst pattern (bursts of 240 ms with 30 ms gaps, the window's last one shortened, one
-# window per second). The simulated world switches load at the first burst after each change time.
+# device's own burst pattern (bursts of 160 ms with 30 ms gaps, the window's last one shortened to end
+# with its gap by the close, one window per second). The simulated world switches load at the first burst after each change time.
 # Prints one JSON line: the meter's totals and the physical truth integrated over the same hour.
 import json
 import math
@@ -14,8 +14,9 @@ import sim_adc
 from meter import Meter
 
 HOUR_S = 3600
-BURST_MS = 240
+BURST_MS = 160               # as firmware/app.py
 GAP_MS = 30
+MIN_BURST_MS = 80
 # (start s, [(amps, angle deg) per phase]): imports, exports (angle 180), reactive loads.
 PROFILE = [
     (0.0, [(10.0, 0.0), (16.0, 25.0), (2.0, -30.0)]),
@@ -62,12 +63,12 @@ def main():
     r = None
     for window in range(HOUR_S):
         end_ms = (window + 1) * 1000
-        while end_ms - t_ms > 80:
+        while end_ms - t_ms - GAP_MS >= MIN_BURST_MS:
             while step < len(PROFILE) and PROFILE[step][0] * 1000 <= t_ms:
                 sc.data = world(PROFILE[step][1])
                 sc.version += 1
                 step += 1
-            ms = min(BURST_MS, end_ms - t_ms)
+            ms = min(BURST_MS, end_ms - t_ms - GAP_MS)
             nsets = ms * 1000 // set_us
             adc.fill(buf, nsets, t_ms * 1000)
             meter.add_burst(buf, nsets, nsets * set_us)

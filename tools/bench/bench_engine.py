@@ -76,7 +76,7 @@ else:
 
 GOAL_RATIO = 30.0
 BURST_TARGET = 256           # bytes allocated per burst in steady state at most (issue 10)
-BURST_MS = 240               # firmware/app.py's burst length, if app cannot be imported
+BURST_MS = 160               # firmware/app.py's burst length, if app cannot be imported
 WINDOW_BURSTS = 4            # a 1 s readings window holds about four such bursts (with their gaps)
 SEED = 7
 FLOAT_HEAP_SETS = 64         # sets over which the float versions' allocation is measured
