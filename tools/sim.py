@@ -62,19 +62,14 @@ def parse_args(argv):
 
 def esp32like_binary():
     """build/esp32like/micropython with the current firmware frozen in: tools/esp32like/build.py
-    re-freezes it first when the firmware changed (seconds), one build at a time when several
-    simulators start at once."""
-    import fcntl
+    re-freezes it first when the firmware changed (seconds; one build at a time, build.py locks)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
         "esp32like_build", os.path.join(ROOT, "tools", "esp32like", "build.py"))
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
-    os.makedirs(recipe.OUT, exist_ok=True)
-    with open(recipe.OUT + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return recipe.build()
+    return recipe.build()
 
 
 def runtime(name, heap=None):

@@ -91,6 +91,17 @@ def source_tree():
 
 
 def build():
+    """The binary, built or re-frozen when its inputs changed: one build at a time (several simulators,
+    tests or people may ask at once; a second waits for the first and then finds it done)."""
+    import fcntl
+
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    with open(OUT + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build()
+
+
+def _build():
     want = inputs_hash()
     if os.path.exists(BINARY) and os.path.exists(STAMP):
         with open(STAMP) as f:
