@@ -24,7 +24,7 @@ F_MIN_HZ = 45.0              # slowest mains we lock on to (sets the pre-roll fo
 F_MAX_HZ = 66.0
 MAX_CT_LAG_DEG = 20.0        # the calibration range of i_phase_deg, either sign
 CROSS_HYST = 40              # counts (~12 V): a crossing needs the voltage this far below zero first
-MAX_CROSSINGS = 256
+BURST_S_MAX = 0.9            # the longest burst the analyzer is made for by default (the device's: 0.16 s)
 TWO_PI = 2 * math.pi
 FRAC = accum.FRAC            # crossing times and V1's DC level in 1/FRAC sets and counts
 # The margins of a burst in µs, rounded up: the largest CT lag calibration, and 2/3 of the slowest
@@ -70,7 +70,7 @@ class BurstAnalyzer:
     """Adds bursts to the running window (process) and closes it (finish); keeps what carries over
     between windows (DC bias, frequency, voltage delays)."""
 
-    def __init__(self, channels, phases, voltage_inputs, skew_us=None, ct_lag_deg=None):
+    def __init__(self, channels, phases, voltage_inputs, skew_us=None, ct_lag_deg=None, burst_s=BURST_S_MAX):
         self.channels = tuple(channels)
         self.nch = len(channels)
         self.nphases = phases
@@ -98,7 +98,10 @@ class BurstAnalyzer:
         g[accum.G_LAG_US] = LAG_US
         g[accum.G_PRE_US] = DERIVED_US if self.derived else 0
         g[accum.G_HYST] = CROSS_HYST
-        g[accum.G_MAXCROSS] = MAX_CROSSINGS
+        # Room for every rising crossing of the longest burst at the fastest mains (a burst with more
+        # uses its first ones: fewer whole cycles, still whole).
+        max_crossings = int(burst_s * F_MAX_HZ) + 2
+        g[accum.G_MAXCROSS] = max_crossings
         self.pairs = array("i", [0] * (3 * phases))
         self.delays_set = False                 # pairs hold delays for a known set period
         words = accum.sums_words(n, phases)
@@ -106,7 +109,7 @@ class BurstAnalyzer:
         self.clips = array("i", [0] * n)            # the window's codes on a rail, per channel
         self.var16 = array("i", [0] * n)            # the latest burst's variances (accum.variances16)
         self.burst_sets = 0                         # ... over this many sets
-        self.cross = array("i", [0] * MAX_CROSSINGS)
+        self.cross = array("i", range(max_crossings))     # values unused until a burst
         # What accum.find_span and add_span work on (with the burst's own sums and the kernel's scratch).
         self.arrays = (self.bias, self.pairs, array("i", [0] * words),
                        array("i", [0] * accum.partial_words(n, phases)), self.sums, self.clips, self.var16,

@@ -6,7 +6,7 @@ import math
 
 import energy
 from alarm import REARM
-from burst import BurstAnalyzer, channel_layout
+from burst import BURST_S_MAX, BurstAnalyzer, channel_layout
 from diagnostics import PhaseDiagnostics
 from readings_json import Exact
 from settings import RATED_A
@@ -41,12 +41,14 @@ def _readings(nphases, diag):
 
 class Meter:
     """skew_us / scale: per channel name, from a capture's header (tools/replay); by default the
-    channels are read evenly spaced and scaled by the board's V_PER_COUNT / A_PER_COUNT."""
+    channels are read evenly spaced and scaled by the board's V_PER_COUNT / A_PER_COUNT. burst_s: the
+    longest burst it will be given (tools/replay's are whole windows; the device's are short)."""
 
-    def __init__(self, board, settings, skew_us=None, scale=None, counters=None):
+    def __init__(self, board, settings, skew_us=None, scale=None, counters=None, burst_s=None):
         self.board = board
         self.skew_us = skew_us
         self.scale = scale
+        self.burst_s = burst_s
         # All three phases count, whatever is wired; `counters` are the ones restored from flash.
         self.energy = counters or [energy.PhaseEnergy() for _ in range(3)]
         self.configure(settings)
@@ -62,7 +64,8 @@ class Meter:
         if self.skew_us is not None:
             skew = [self.skew_us[c] for c in channels]
         cal = settings["calibration"]
-        analyzer = BurstAnalyzer(channels, nphases, vin, skew, cal["i_phase_deg"][:nphases])
+        analyzer = BurstAnalyzer(channels, nphases, vin, skew, cal["i_phase_deg"][:nphases],
+                                 self.burst_s or BURST_S_MAX)
         old = getattr(self, "analyzer", None)
         if old is not None and old.channels == channels:
             analyzer.carry_over(old)        # the same inputs: their DC bias and the frequency stay known

@@ -107,7 +107,8 @@ def replay(path, settings, out=sys.stdout):
             if c not in head["channels"]:
                 raise CaptureError("capture has no %s channel, needed for phases=%d voltage_inputs=%d"
                                    % (c, settings["phases"], settings["voltage_inputs"]))
-        meter = Meter(CaptureBoard, settings, skew_us=head["skew_us"], scale=head["scale"])
+        meter = Meter(CaptureBoard, settings, skew_us=head["skew_us"], scale=head["scale"],
+                      burst_s=head["window_ms"] / 1000)       # a window is one burst here
         cols = [head["channels"].index(c) for c in meter.channels]
         ncols = len(head["channels"])
         nch = len(cols)
