@@ -2,7 +2,6 @@
 # stop it. serve() and the Server it returns behave as httpd.serve()'s (close, wait_closed; is_serving as
 # CPython's), so the application starts and stops both the same way.
 import asyncio
-import select
 import socket
 
 import dnsreply
@@ -49,22 +48,12 @@ async def serve(host, port, ip):
     return Server(sock, ip4)
 
 
-def _waiting(poller):
-    """True when a datagram waits. ipoll(0) allocates nothing once made (it reuses its result), where
-    recvfrom on an empty socket allocates its buffer and an OSError (the unix port's and lwIP's): an
-    idle server must make no garbage, 50 looks a second."""
-    for _ in poller.ipoll(0):
-        return True
-    return False
-
-
 async def _answer(sock, ip4):
     try:
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
+        poller = inet.readable_poller(sock)     # an idle server makes no garbage (inet.waiting)
         while True:
             for _ in range(BURST):
-                if not _waiting(poller):
+                if not inet.waiting(poller):
                     break
                 try:
                     packet, client = sock.recvfrom(MAX_READ)

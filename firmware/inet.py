@@ -46,3 +46,23 @@ def close_stream(stream, abort=False):
         stream.close()
     except Exception:       # already closed or broken: nothing left to release
         pass
+
+
+def readable_poller(sock):
+    """A select.poll() watching `sock` for something to read (see waiting)."""
+    import select
+
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return poller
+
+
+def waiting(poller):
+    """True when the polled socket has something to read. ipoll(0) allocates nothing once made (it
+    reuses its result tuple), where recv/recvfrom on an empty non-blocking socket first allocate their
+    buffer and then an OSError (the unix port and the ESP32 port alike): a socket looked at 50 times a
+    second must make no garbage while nothing comes."""
+    for _ in poller.ipoll(0):
+        return True
+    return False
+

@@ -84,11 +84,15 @@ async def _ask(name, server):
         sock.setblocking(False)
         dest = socket.getaddrinfo(server[0], server[1])[0][-1]    # an IP literal: no look-up
         sock.sendto(query(name, qid), dest)
+        poller = inet.readable_poller(sock)
         end = time.ticks_add(time.ticks_ms(), TIMEOUT_MS)
         while time.ticks_diff(end, time.ticks_ms()) > 0:
+            if not inet.waiting(poller):     # nothing yet: no empty recv (its garbage, inet.waiting)
+                await asyncio.sleep_ms(POLL_MS)
+                continue
             try:
                 packet = sock.recv(1500)
-            except OSError:                  # EAGAIN: nothing yet
+            except OSError:                  # EAGAIN after all
                 await asyncio.sleep_ms(POLL_MS)
                 continue
             try:

@@ -1,9 +1,13 @@
 # The shared network helpers (firmware/inet.py) on both runtimes: IPv4 parsing, socket addresses as each
 # runtime gives them, and closing a stream so that the peer really sees the connection end.
 import asyncio
+import gc
 import random
+import socket
+import time
 
 import inet
+from fwtest import IS_MICROPYTHON
 
 
 def test_ipv4_bytes_takes_dotted_quads_only():
@@ -98,3 +102,39 @@ def test_close_stream_ends_a_real_connection_for_the_peer():
 
     asyncio.run(main())
     assert seen == [b""]
+
+
+def test_waiting_tells_a_datagram_is_there_and_allocates_nothing_while_none_is():
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        port = 17000 + random.getrandbits(12)
+        rx.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+        rx.setblocking(False)
+        poller = inet.readable_poller(rx)
+        empty = inet.waiting(poller)
+        grown = None
+        if IS_MICROPYTHON:       # CPython cannot count allocations
+            gc.collect()
+            gc.disable()
+            try:
+                before = gc.mem_alloc()
+                for _ in range(100):
+                    inet.waiting(poller)
+                grown = gc.mem_alloc() - before
+            finally:
+                gc.enable()
+        tx.sendto(b"x", socket.getaddrinfo("127.0.0.1", port)[0][-1])
+        seen = False
+        for _ in range(100):
+            if inet.waiting(poller):
+                seen = True
+                break
+            time.sleep(0.01)
+        assert not empty and seen and rx.recv(16) == b"x"
+        assert not inet.waiting(poller)                 # read: nothing waits any more
+        if IS_MICROPYTHON:
+            assert grown == 0, grown
+    finally:
+        rx.close()
+        tx.close()
