@@ -1,6 +1,7 @@
 # One simulated hour of a changing load through the firmware's metering, on MicroPython, with the
 # device's own burst pattern (bursts of 160 ms with 30 ms gaps, the window's last one shortened to end
-# with its gap by the close, one window per second). The simulated world switches load at the first burst after each change time.
+# with its gap by the close, one window per second). The simulated world switches load at the first
+# burst after each change time.
 # Prints one JSON line: the meter's totals and the physical truth integrated over the same hour.
 import json
 import math
