@@ -21,8 +21,12 @@ MAX_CONNECTIONS = 8         # concurrent connections (device-wide); beyond: 503 
 BACKLOG = 8                 # listen queue
 READ_CHUNK = 512            # bytes asked of the socket per read
 WRITE_CHUNK = 1024          # bytes of body per write + drain
+SMALL_ANSWER = 640          # head and body up to this go out as one buffer, one write (see Response.message)
 
 _METHODS = (b"GET", b"POST", b"HEAD")
+# The request headers a Request keeps: what this server and the portal read. A phone sends a dozen more
+# (User-Agent, Accept-*, ...) that an open connection would otherwise hold.
+KEPT_HEADERS = ("host", "content-type", "content-length", "transfer-encoding")
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently",
            302: "Found", 303: "See Other", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden",
            404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict",
@@ -39,6 +43,7 @@ _FIXED_HEADERS = ("Connection: close\r\nCache-Control: no-store\r\nX-Content-Typ
                   "Referrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n"
                   "Content-Security-Policy: %s\r\n\r\n" % CSP).encode()
 _TOKEN_PUNCT = b"!#$%&'*+-.^_`|~"
+_DIGITS = (b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9")
 
 
 class HttpError(Exception):
@@ -273,7 +278,7 @@ class Request:
         self.method = method     # "GET", "POST" or "HEAD"
         self.path = path         # percent-decoded, starts with "/"
         self.query = query       # {name: value}
-        self.headers = headers   # {lower-case name: value}; repeated headers joined with ", "
+        self.headers = headers   # {lower-case name: value} of KEPT_HEADERS; repeated ones joined with ", "
         self.body = body         # bytes, at most MAX_BODY
         self.remote = remote     # "ip:port" of the client, for logs
 
@@ -282,11 +287,43 @@ def _bytes(text):
     return text.encode() if isinstance(text, str) else text
 
 
+def _safe(value):
+    """A header's name or value as bytes, refused (ValueError) if it would split the response."""
+    value = str(value)
+    if "\r" in value or "\n" in value:
+        raise ValueError("line break inside a response header")
+    return value.encode()
+
+
+class _Buffer:
+    """Pieces written one after the other into one buffer of exact size: a first pass without the
+    buffer (buf None) only counts them."""
+
+    def __init__(self):
+        self.buf = None
+        self.n = 0
+
+    def put(self, piece):
+        end = self.n + len(piece)
+        if self.buf is not None:
+            self.buf[self.n:end] = piece
+        self.n = end
+
+    def number(self, n):
+        """A non-negative int in decimal, digit by digit: no object made for it."""
+        d = 1
+        while d * 10 <= n:
+            d *= 10
+        while d:
+            self.put(_DIGITS[n // d % 10])
+            d //= 10
+
+
 class Response:
     def __init__(self, status, body=b"", content_type="text/html; charset=utf-8", headers=None):
         self.status = status
-        # body: str or bytes, or a list of them sent one after the other. A page in parts needs no free
-        # block as big as the page, which a fragmented heap may not have.
+        # body: str or bytes (or a memoryview), or a list of them sent one after the other. A page in
+        # parts needs no free block as big as the page, which a fragmented heap may not have.
         self.body = [_bytes(p) for p in body] if isinstance(body, list) else _bytes(body)
         self.content_type = content_type
         self.headers = list(headers.items()) if isinstance(headers, dict) else list(headers or ())
@@ -294,17 +331,44 @@ class Response:
     def length(self):
         return sum(len(p) for p in self.body) if isinstance(self.body, list) else len(self.body)
 
-    def head(self):
-        """Status line and headers as bytes; ValueError for a header that would split the response."""
-        lines = ["HTTP/1.1 %d %s" % (self.status, REASONS.get(self.status, "Unknown")),
-                 "Content-Type: " + self.content_type, "Content-Length: %d" % self.length()]
+    def _put_head(self, out):
+        out.put(b"HTTP/1.1 ")
+        out.number(self.status)
+        out.put(b" ")
+        out.put(_bytes(REASONS.get(self.status, "Unknown")))
+        out.put(b"\r\nContent-Type: ")
+        out.put(_safe(self.content_type))
+        out.put(b"\r\nContent-Length: ")
+        out.number(self.length())
+        out.put(b"\r\n")
         for name, value in self.headers:
-            lines.append("%s: %s" % (name, value))
-        for line in lines:
-            if "\r" in line or "\n" in line:
-                raise ValueError("line break inside a response header")
-        lines.append("")
-        return "\r\n".join(lines).encode() + _FIXED_HEADERS
+            out.put(_safe(name))
+            out.put(b": ")
+            out.put(_safe(value))
+            out.put(b"\r\n")
+        out.put(_FIXED_HEADERS)
+
+    def message(self, with_body=True):
+        """(first, rest) for _write, the head written piece by piece into one buffer of exact size (no
+        intermediate strings). A whole answer of at most SMALL_ANSWER bytes is that one buffer, head and
+        body (one write: one TCP segment, for a small copy); a bigger one is the head, then the body (or
+        its parts) to send from where it is, never copied. ValueError for a header that would split the
+        response."""
+        body = self.body if with_body else b""
+        out = _Buffer()
+        self._put_head(out)         # counts
+        whole = not isinstance(body, list) and out.n + len(body) <= SMALL_ANSWER
+        out.buf = bytearray(out.n + len(body) if whole else out.n)
+        out.n = 0
+        self._put_head(out)
+        if whole:
+            out.put(body)
+            return out.buf, b""
+        return out.buf, body
+
+    def head(self):
+        """Status line and headers (bytes-like)."""
+        return self.message(False)[0]
 
 
 def json_response(obj, status=200):
@@ -341,24 +405,27 @@ class _Input:
         self.pos = 0
 
     async def _more(self):
+        # What was read is let go before waiting: a connection that waits holds only its unfinished line.
+        if self.pos:
+            self.buf = self.buf[self.pos:]
+            self.pos = 0
         chunk = await self.reader.read(READ_CHUNK)
         if not chunk:
             raise EOFError
-        self.buf = self.buf[self.pos:] + chunk
-        self.pos = 0
+        self.buf = self.buf + chunk if self.buf else chunk
 
     async def line(self, limit, status, message):
         """The next line without its line end, or HttpError(status) once it exceeds limit bytes."""
         while True:
             i = self.buf.find(b"\n", self.pos)
             if i >= 0:
-                line = self.buf[self.pos:i]
+                start = self.pos
                 self.pos = i + 1
-                if line.endswith(b"\r"):
-                    line = line[:-1]
-                if len(line) > limit:
+                if i > start and self.buf[i - 1] == 13:        # CR
+                    i -= 1
+                if i - start > limit:
                     raise HttpError(status, message)
-                return line
+                return self.buf[start:i]
             if len(self.buf) - self.pos > limit + 1:     # + 1: a CR may still wait for its LF
                 raise HttpError(status, message)
             await self._more()
@@ -384,8 +451,9 @@ async def _read_request(reader, remote):
         count += 1
         if count > MAX_HEADERS:
             raise HttpError(431, "too many request headers")
-        name, value = parse_header_line(line)
-        headers[name] = headers[name] + ", " + value if name in headers else value
+        name, value = parse_header_line(line)      # every line is checked; few are kept
+        if name in KEPT_HEADERS:
+            headers[name] = headers[name] + ", " + value if name in headers else value
     if "transfer-encoding" in headers:    # no chunked bodies: too much code for a portal that needs none
         raise HttpError(501, "Transfer-Encoding is not supported; send Content-Length")
     length = headers.get("content-length")
@@ -408,36 +476,35 @@ def _peer(writer):
 
 
 async def _call(handler, req):
+    """The handler's answer as _write's (first, rest); a handler that fails is a 500."""
     try:
         resp = handler(req)
         if not isinstance(resp, Response) and hasattr(resp, "send"):    # a coroutine
             resp = await resp
         if not isinstance(resp, Response):
             raise TypeError("handler returned no Response")
-        return resp, resp.head()    # a header that would split the response is the handler's fault too
+        # A header that would split the response is the handler's fault too.
+        return resp.message(req.method != "HEAD")
     except Exception as e:  # logged without its text: it may quote what the client sent
         log.error("httpd", "%s %s from %s: handler failed with %s"
                   % (req.method, req.path, req.remote, type(e).__name__))
-        resp = error_response(500, "internal error")
-        return resp, resp.head()
+        return error_response(500, "internal error").message()
 
 
-async def _write(writer, head, body):
-    # The head goes out with the first chunk of the body: one segment for small answers.
-    for part in body if isinstance(body, list) else (body,):
-        mv = memoryview(part)
+async def _write(writer, first, rest):
+    # No await between the first buffer and the body's first chunk: nothing else runs in between.
+    writer.write(first)
+    for part in rest if isinstance(rest, list) else (rest,):
         for i in range(0, len(part), WRITE_CHUNK):
-            writer.write(mv[i:i + WRITE_CHUNK] if head is None else head + mv[i:i + WRITE_CHUNK])
-            head = None
+            # A part that fits one write goes as it is, a longer one as views of it: never a copy.
+            writer.write(part if len(part) <= WRITE_CHUNK else memoryview(part)[i:i + WRITE_CHUNK])
             await writer.drain()
-    if head is not None:        # no body
-        writer.write(head)
-        await writer.drain()
+    await writer.drain()
 
 
-async def _send(writer, head, body):
+async def _send(writer, first, rest):
     try:
-        await asyncio.wait_for(_write(writer, head, body), WRITE_TIMEOUT_MS / 1000)
+        await asyncio.wait_for(_write(writer, first, rest), WRITE_TIMEOUT_MS / 1000)
         return True
     except Exception:       # the client stopped reading or went away
         return False
@@ -466,11 +533,10 @@ async def handle_connection(reader, writer, handler):
             except (EOFError, OSError):     # the client left: nobody to answer
                 return
         if req is None:
-            head, body = resp.head(), resp.body
+            first, rest = resp.message()
         else:
-            resp, head = await _call(handler, req)
-            body = b"" if req.method == "HEAD" else resp.body
-        clean = await _send(writer, head, body)
+            first, rest = await _call(handler, req)
+        clean = await _send(writer, first, rest)
     except Exception as e:      # last line of defence: nothing a client does may reach the event loop
         log.error("httpd", "connection failed with %s" % type(e).__name__)
     finally:
@@ -481,7 +547,7 @@ async def handle_connection(reader, writer, handler):
 
 async def serve(host, port, handler):
     """Start serving; handler(request) -> Response (plain function or coroutine). Returns the server."""
-    async def on_connect(reader, writer):
-        await handle_connection(reader, writer, handler)
+    def on_connect(reader, writer):     # the connection's coroutine itself: no frame around it
+        return handle_connection(reader, writer, handler)
 
     return await asyncio.start_server(on_connect, host, port, backlog=BACKLOG)

@@ -1,6 +1,8 @@
 # The captive portal's routes (contract §2) on the hardened HTTP core (httpd.py). Answers only for its own
 # address: every other Host, and the phones' captive-portal probes, are sent to the portal's base URL.
 
+import json
+
 import diagnostics
 import httpd
 import netsup
@@ -16,6 +18,22 @@ ERROR_WORDS = {"wrong_password": "the network did not accept the password",
                "no_ap_found": "the network was not found (is it 2.4 GHz and within reach?)",
                "no_ip": "the network gave no address (DHCP)",
                "timeout": "the network did not answer in time"}
+NO_READINGS = b'{"phases": null, "note": "no readings yet"}'
+FIRST_READINGS_BYTES = 768   # the first /api/readings buffer: three phases without flags are ~700 bytes
+READINGS_SLACK = 32          # bytes beyond the last answer's length: figures may grow by a digit or two
+
+
+def _advice(phase, put):
+    """A phase's "advice" (readings_json's phase_tail): the installer's sentence for each raised flag
+    but derived_voltage."""
+    put(b'"advice": ')
+    sep = b"["
+    for flag in phase["flags"]:
+        if flag != "derived_voltage":
+            put(sep)
+            sep = b", "
+            put(json.dumps(diagnostics.ADVICE[flag]).encode())
+    put(b"[]" if sep == b"[" else b"]")
 
 
 class Portal:
@@ -23,6 +41,7 @@ class Portal:
         self.dev = dev
         self.hosts = (host, "%s:%d" % (host, port)) if port == 80 else ("%s:%d" % (host, port),)
         self.base = "http://%s/" % self.hosts[0]     # no ":80" in the address phones are sent to
+        self.readings_bytes = FIRST_READINGS_BYTES
 
     # --- the JSON API -----------------------------------------------------------------------
     def status(self):
@@ -33,17 +52,16 @@ class Portal:
         return st
 
     def readings(self):
+        """The /api/readings body: the latest readings (the Meter's own dict, not copied: nothing runs
+        while it is written) with each phase's advice, as JSON in one buffer sized by the last answer
+        (a view of it on MicroPython: no str, no bytes copy)."""
         r = self.dev.readings
         if r is None:
-            return {"phases": None, "note": "no readings yet"}
-        out = dict(r)
-        phases = []
-        for p in r["phases"]:
-            q = dict(p)
-            q["advice"] = [diagnostics.ADVICE[f] for f in p["flags"] if f != "derived_voltage"]
-            phases.append(q)
-        out["phases"] = phases
-        return out
+            return NO_READINGS
+        message = readings_json.Message(self.readings_bytes)
+        body = readings_json.write(r, message, _advice)
+        self.readings_bytes = message.n + READINGS_SLACK
+        return body
 
     # --- requests ---------------------------------------------------------------------------
     def handle(self, req):
@@ -59,7 +77,7 @@ class Portal:
         if route == ("GET", "/api/scan"):
             return httpd.json_response({"networks": self.dev.net.networks()})
         if route == ("GET", "/api/readings"):
-            return httpd.Response(200, readings_json.dumps(self.readings()), "application/json")
+            return httpd.Response(200, self.readings(), "application/json")
         if route == ("POST", "/connect"):
             return self.connect(req)
         return httpd.json_response({"error": "not found"}, 404)
