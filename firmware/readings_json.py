@@ -3,7 +3,8 @@
 # json.dumps writes a float's repr: "import_wh": 77.84999999999999 on MicroPython. Here each field
 # has its decimals (docs/metering.md), written with "%.Nf"; the counters (energy, uptime) come as
 # Exact integers, since a float32 holds 12 MWh only to the Wh and 12 days only to 0.06 s.
-# Keys the table does not know (the portal's advice, the replay's window) go through json.dumps.
+# Keys the table does not know (the replay's window) go through json.dumps; the portal's advice is
+# written by the portal itself, at the end of each phase (write's phase_tail).
 #
 # The message is written as bytes straight into a Message buffer that is kept from one window to the
 # next (write), which MQTT sends as it is: no list of pieces, no joined string, no encoded copy. Keys
@@ -93,7 +94,7 @@ class Message:
 
     def view(self):
         """The message as written (a view of the buffer: valid until the next write, so only for a
-        message sent at once, QoS 0)."""
+        message sent at once and not kept: QoS 0, or QoS 1 published with keep=False)."""
         if _COPY:
             return bytes(self.buf[:self.n])
         return memoryview(self.buf)[:self.n]
@@ -123,7 +124,7 @@ def _figure(put, value, decimals):
         put(_number(value, decimals))
 
 
-def _object(obj, table, put):
+def _object(obj, table, put, phase_tail=None, tail=None):
     sep = b"{"
     for key, text, decimals in table:
         if key not in obj:
@@ -137,7 +138,7 @@ def _object(obj, table, put):
             for phase in value:
                 put(more)
                 more = b", "
-                _object(phase, PHASE, put)
+                _object(phase, PHASE, put, None, phase_tail)
             put(b"[]" if more == b"[" else b"]")
         elif key == "flags" and isinstance(value, list):
             more = b"["
@@ -157,6 +158,10 @@ def _object(obj, table, put):
             put(b": ")
             put(json.dumps(obj[key]).encode())
             sep = b", "
+    if tail is not None:        # one more "key": value, written by the caller
+        put(sep)
+        tail(obj, put)
+        sep = b", "
     put(b"{}" if sep == b"{" else b"}")
 
 
@@ -167,14 +172,15 @@ def _known(key, table):
     return False
 
 
-def write(readings, message):
+def write(readings, message, phase_tail=None):
     """The readings dict (contract §4 shape, extra keys allowed) as JSON into `message` (a Message,
-    emptied first); returns message.view()."""
+    emptied first); returns message.view(). phase_tail(phase, put), if given, writes one more
+    "key": value at the end of each phase (the portal's advice)."""
     message.n = 0
-    _object(readings, TOP, message.put)
+    _object(readings, TOP, message.put, phase_tail)
     return message.view()
 
 
 def dumps(readings):
-    """The readings as a JSON str (the portal's /api/readings, tools, tests)."""
+    """The readings as a JSON str (tools, tests)."""
     return str(write(readings, Message(256)), "utf-8")

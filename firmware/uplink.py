@@ -47,7 +47,7 @@ class Uplink:
         self.conn = None            # mqtt.Connection, kept across sessions (it re-sends unacknowledged QoS 1)
         self.wake = asyncio.Event()
         self.outbox = []            # (topic, payload, retain, qos): alarms, config answers
-        self.message = None         # the readings message's buffer (readings_json.Message), kept
+        self.message = None         # the buffer readings and discovery are written into (buffer()), kept
         self.republish = False      # info, config and discovery again (settings changed, HA restarted)
         self.reconnect = False      # the broker settings changed: end this session
         self.sent_seq = None
@@ -176,10 +176,15 @@ class Uplink:
         r = self.dev.readings
         if r is not None and r["seq"] != self.sent_seq:
             self.sent_seq = r["seq"]
-            if self.message is None:
-                self.message = readings_json.Message()
             # QoS 0: sent at once, so the buffer is free again for the next window's message.
-            await conn.publish(self.base() + "/readings", readings_json.write(r, self.message), False, 0)
+            await conn.publish(self.base() + "/readings", readings_json.write(r, self.buffer()), False, 0)
+
+    def buffer(self):
+        """The kept message buffer (readings_json.Message), made at first use: readings and discovery
+        are written into it, one message at a time, each sent before the next is written."""
+        if self.message is None:
+            self.message = readings_json.Message()
+        return self.message
 
     async def send_outbox(self):
         """Alarms and answers, in the order they were queued, to the topics they were queued for."""
@@ -198,12 +203,15 @@ class Uplink:
         await conn.publish(base + "/config", json.dumps(settings_schema.public_view(s)), True, 1)
         if not (s["ha_discovery"] or removed):
             return
-        import ha_discovery  # only where it is used: its strings cost heap
+        import ha_discovery  # only where it is used: the module costs heap while loaded
 
         if s["ha_discovery"]:
+            # Not kept in flight (keep=False): every session publishes them anew after its CONNACK, so a
+            # reconnect loses none, and each payload may be a view of the kept buffer, which the next
+            # entity overwrites. The removals (an empty message) are kept: nothing sends them again.
             for topic, payload in ha_discovery.entities(dev.serial, base, s["phases"], VERSION,
-                                                        dev.board.NAME):
-                await conn.publish(topic, json.dumps(payload), True, 1)
+                                                        dev.board.NAME, self.buffer()):
+                await conn.publish(topic, payload, True, 1, keep=False)
             if removed:
                 for topic in ha_discovery.removals(dev.serial, s["phases"]):
                     await conn.publish(topic, b"", True, 1)

@@ -1,10 +1,12 @@
 # Home Assistant discovery payloads (firmware/ha_discovery.py) against Home Assistant's rules for MQTT
 # sensors: topic form and id characters, unique ids, units and state classes its sensor device classes
 # accept, availability and device blocks, templates that read the right number of a contract §4 readings
-# message, and the entities to clear when the phase count drops.
+# message, and the entities to clear when the phase count drops; and the text itself: json.dumps of the
+# payload with its keys in the documented order, written into the caller's buffer.
 import json
 
 import ha_discovery
+import readings_json
 
 SERIAL = "2312000042G"
 OTHER = "2312000043G"
@@ -67,20 +69,62 @@ def _evaluate(template, readings):
     return value
 
 
+# The payload's keys in the order they are written (docs/contract.md §3.6), and the device's.
+KEY_ORDER = ("name", "unique_id", "object_id", "default_entity_id", "state_topic", "value_template",
+             "availability_topic", "payload_available", "payload_not_available", "device_class",
+             "state_class", "suggested_display_precision", "device", "unit_of_measurement")
+DEVICE_ORDER = ("identifiers", "name", "manufacturer", "model", "hw_version", "sw_version", "serial_number")
+
+
+def _texts(serial, base, nphases, firmware="1.2.3", board="sim"):
+    """(topic, payload) of every entity as bytes, copied out of the buffers they are written into."""
+    message = readings_json.Message()
+    return [(bytes(t), bytes(p)) for t, p in ha_discovery.entities(serial, base, nphases, firmware, board,
+                                                                    message)]
+
+
 def _all(nphases, serial=SERIAL):
-    return list(ha_discovery.entities(serial, "ampguard/" + serial, nphases, "1.2.3", "sim"))
+    return [(t.decode(), json.loads(p.decode())) for t, p in _texts(serial, "ampguard/" + serial, nphases)]
+
+
+def _dumps_in_order(obj, order):
+    """json.dumps of a dict with its keys in `order` (MicroPython's dicts keep no order of their own)."""
+    parts = []
+    for key in order:
+        if key in obj:
+            value = obj[key]
+            text = _dumps_in_order(value, DEVICE_ORDER) if key == "device" else json.dumps(value)
+            parts.append(json.dumps(key) + ": " + text)
+    assert len(parts) == len(obj), obj
+    return "{" + ", ".join(parts) + "}"
 
 
 def _id_ok(s):
     return len(s) > 0 and all(c in ID_CHARS for c in s)
 
 
-def test_entities_come_one_at_a_time():
-    gen = ha_discovery.entities(SERIAL, BASE, 3, "1.2.3", "sim")
+def test_entities_come_one_at_a_time_written_into_the_callers_buffer():
+    message = readings_json.Message()
+    gen = ha_discovery.entities(SERIAL, BASE, 3, "1.2.3", "sim", message)
     assert iter(gen) is gen
     topic, payload = next(gen)
-    assert isinstance(topic, str) and isinstance(payload, dict)
+    assert bytes(topic) == b"homeassistant/sensor/ampguard_2312000042g/l1_voltage/config"
+    assert bytes(payload) == bytes(message.buf[:message.n]) and payload[:9] == b'{"name": '
+    topic, payload = next(gen)                 # the next entity, in the same buffer
+    assert bytes(payload) == bytes(message.buf[:message.n]) and b'"L1 current"' in bytes(payload)
     assert iter(ha_discovery.removals(SERIAL, 1)) is not None
+
+
+def test_each_payload_is_json_dumps_of_it_in_the_documented_key_order():
+    # Also with texts that JSON must escape: a prefix may hold '"' and '\\'; other texts as a firmware
+    # version or board name might.
+    for serial, base, firmware, board in ((SERIAL, BASE, "1.2.3", "sim"),
+                                          (SERIAL, 'a"b\\c/' + SERIAL, "1.2\t3", 'x"y')):
+        for topic, payload in _texts(serial, base, 3, firmware, board):
+            p = json.loads(payload.decode())
+            assert payload.decode() == _dumps_in_order(p, KEY_ORDER), topic
+            assert p["state_topic"] == base + "/readings" and p["device"]["hw_version"] == board
+            assert p["device"]["sw_version"] == firmware
 
 
 def test_topics_follow_the_discovery_topic_form():
@@ -191,12 +235,17 @@ def test_templates_read_the_right_numbers_from_a_readings_message():
 
 def test_payloads_serialize_and_stay_under_one_kilobyte():
     # Also with the longest serial (20 characters) and topic prefix (64) the settings allow.
+    # The payload fits the uplink's kept 1 KB buffer, the topic the topics' own: neither ever grows.
     serial = "1234567890123456789G"
-    longest = ha_discovery.entities(serial, "p" * 64 + "/" + serial, 3, "10.20.30", "olimex_esp32_poe")
-    for topic, p in _all(3) + list(longest):
-        text = json.dumps(p)
-        assert json.loads(text) == p, topic
-        assert len(text.encode()) < 1024, (topic, len(text.encode()))
+    message = readings_json.Message()
+    longest = ha_discovery.entities(serial, "p" * 64 + "/" + serial, 3, "10.20.30", "olimex_esp32_poe",
+                                    message)
+    for topic, payload in _texts(SERIAL, BASE, 3) + [(bytes(t), bytes(p)) for t, p in longest]:
+        p = json.loads(payload.decode())
+        assert isinstance(p, dict) and p["unique_id"], topic
+        assert len(payload) < 1024, (topic, len(payload))
+        assert len(topic) <= ha_discovery.TOPIC_BYTES, topic
+    assert len(message.buf) == readings_json.MESSAGE_BYTES == 1024
 
 
 def _phase_of(topic):
@@ -218,10 +267,10 @@ def test_single_phase_has_l1_and_totals_and_three_phases_have_all():
 def test_removals_clear_exactly_what_a_switch_to_one_phase_leaves_behind():
     one = set(t for t, _ in _all(1))
     three = set(t for t, _ in _all(3))
-    gone = list(ha_discovery.removals(SERIAL, 1))
+    gone = [t.decode() for t in ha_discovery.removals(SERIAL, 1)]
     assert len(gone) == len(set(gone)) == 12
     assert set(gone) == three - one
     assert all(_phase_of(t) in (2, 3) for t in gone)
     assert list(ha_discovery.removals(SERIAL, 3)) == []
     # Discovery switched off (the uplink passes 0): every entity goes.
-    assert set(ha_discovery.removals(SERIAL, 0)) == three
+    assert set(t.decode() for t in ha_discovery.removals(SERIAL, 0)) == three

@@ -222,20 +222,19 @@ async def _tasks(app, dev, board):
     last = await _settle()
     site = portal.Portal(dev, host, port)
     page = transient("GET / answer, the page (%d bytes)", lambda: httpd.Response(200, site.page()))
-    body = transient("GET /api/readings answer (%d bytes)", lambda: readings_json.dumps(site.readings()))
+    body = transient("GET /api/readings answer (%d bytes)", site.readings)
     msg = transient("readings message (%d bytes)", lambda: readings_json.dumps(dev.readings), "per window")
     del page, body, msg
 
     def discovery():
         import ha_discovery
 
-        biggest = ""
-        for _, payload in ha_discovery.entities(dev.serial, dev.uplink.base(), 3, "0.0.0", board.NAME):
-            text = json.dumps(payload)
-            if len(text) > len(biggest):
-                biggest = text
+        biggest = 0
+        for _, payload in ha_discovery.entities(dev.serial, dev.uplink.base(), 3, "0.0.0", board.NAME,
+                                                dev.uplink.buffer()):
+            biggest = max(biggest, len(payload))
         del sys.modules["ha_discovery"]
-        return biggest
+        return memoryview(dev.uplink.buffer().buf)[:biggest]    # as long as the biggest payload, no copy
 
     biggest = transient("Home Assistant discovery, all entities made one by one (biggest payload %d bytes)",
                         discovery, "per (re)publish")
