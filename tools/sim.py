@@ -28,6 +28,7 @@ use_firmware_on_cpython()
 RESET_EXIT_CODE = 75          # tools/simhw/hal_sim.py: the firmware asked for a hard reset
 CRASH_RESTART_S = 1.0         # an unhandled crash restarts like the device's watchdog would
 SHUTDOWN_GRACE_S = 15.0       # orderly shutdown may take this long before the power is cut
+STOP_REQUEST_WAIT_S = 3.0     # the stop request on stdin not taken by then (no burst came): a SIGINT
 DEFAULT_SERIAL = "2312000042G"
 DEFAULT_PIN = "12345678"
 DEFAULT_SCENARIO = os.path.join(ROOT, "tools", "scenarios", "default.json")
@@ -163,7 +164,8 @@ class Device:
             "AMPGUARD_SEED": str(args.seed),
         })
         # Its own session: a terminal's Ctrl-C reaches only the launcher, which passes on exactly one.
-        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, start_new_session=True,
+        env["AMPGUARD_STOP_ON_STDIN"] = "1"           # see stop() and hal_sim.StopRequest
+        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, start_new_session=True, stdin=subprocess.PIPE,
                                      preexec_fn=_die_with_launcher)
         self.wdt_timeout_s = None
         self.last_feed = time.monotonic()
@@ -175,6 +177,20 @@ class Device:
 
     def watchdog_expired(self):
         return self.wdt_timeout_s is not None and time.monotonic() - self.last_feed > self.wdt_timeout_s
+
+    def stop(self):
+        """Ask for an orderly shutdown: a line on its stdin, seen at its next sampling burst (a
+        signal landing inside a garbage collection can leave the unix port's heap locked)."""
+        try:
+            self.proc.stdin.write(b"stop\n")
+            self.proc.stdin.flush()
+        except OSError:       # it is going already
+            pass
+
+    def interrupt(self):
+        """The stop as a Ctrl-C, when the stdin request was not seen (no sampling burst comes)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
 
     def kill(self):
         if self.proc.poll() is None:
@@ -200,7 +216,12 @@ def run_device(args):
         while dev.proc.poll() is None:
             if stop and stopping_since is None:
                 stopping_since = time.monotonic()
-                dev.proc.send_signal(signal.SIGINT)
+                dev.stop()
+                interrupted = False
+            if (stopping_since is not None and not interrupted
+                    and time.monotonic() - stopping_since > STOP_REQUEST_WAIT_S):
+                dev.interrupt()
+                interrupted = True
             if stopping_since is not None and time.monotonic() - stopping_since > SHUTDOWN_GRACE_S:
                 say("orderly shutdown took too long, cutting power")
                 dev.kill()

@@ -32,6 +32,31 @@ def _now_us():
 CHUNK_SETS = 256
 
 
+class StopRequest:
+    """tools/sim asks for an orderly shutdown by writing to the device's stdin (AMPGUARD_STOP_ON_STDIN=1),
+    not by a signal: a SIGINT that lands inside a garbage collection can leave the unix port's heap
+    locked (seen with collections every few KB, see docs/reliability.md), and the shutdown must then
+    allocate to save the energy. Seen at the next burst, it raises KeyboardInterrupt there, in the
+    metering task, from where it reaches app.main as a Ctrl-C would."""
+
+    def __init__(self):
+        self._poll = None
+        if _env("AMPGUARD_STOP_ON_STDIN") == "1":
+            import select
+
+            self._poll = select.poll()
+            self._poll.register(0, select.POLLIN)
+
+    def check(self):
+        if self._poll is not None:
+            for _ in self._poll.ipoll(0):
+                self._poll = None            # once: the shutdown itself may burst again
+                raise KeyboardInterrupt
+
+
+_STOP = StopRequest()
+
+
 class Adc:
     """Reads the simulated front end with the ESP32's timing: a burst blocks for its real duration."""
 
@@ -43,6 +68,7 @@ class Adc:
 
     def read_burst(self, buf, nsets):
         """Fill buf with nsets interleaved sample sets; returns the burst's duration in us."""
+        _STOP.check()
         t0 = _now_us()
         self._scenario.poll()
         while self._scenario.data.get("fault", {}).get("adc_hang"):
