@@ -27,23 +27,34 @@ _METHODS = (b"GET", b"POST", b"HEAD")
 # The request headers a Request keeps: what this server and the portal read. A phone sends a dozen more
 # (User-Agent, Accept-*, ...) that an open connection would otherwise hold.
 KEPT_HEADERS = ("host", "content-type", "content-length", "transfer-encoding")
-REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently",
-           302: "Found", 303: "See Other", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden",
-           404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict",
-           411: "Length Required", 413: "Content Too Large", 415: "Unsupported Media Type",
-           431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
-           503: "Service Unavailable", 505: "HTTP Version Not Supported"}
+# Constants below are tuples and bytes literals, not dicts or strings built at import: frozen into the
+# firmware image they stay in flash and cost the heap nothing.
+REASONS = ((200, "OK"), (201, "Created"), (202, "Accepted"), (204, "No Content"), (301, "Moved Permanently"),
+           (302, "Found"), (303, "See Other"), (304, "Not Modified"), (400, "Bad Request"),
+           (403, "Forbidden"), (404, "Not Found"), (405, "Method Not Allowed"), (408, "Request Timeout"),
+           (409, "Conflict"),
+           (411, "Length Required"), (413, "Content Too Large"), (415, "Unsupported Media Type"),
+           (431, "Request Header Fields Too Large"), (500, "Internal Server Error"),
+           (501, "Not Implemented"), (503, "Service Unavailable"), (505, "HTTP Version Not Supported"))
 
 # Sent with every response. The portal page uses inline <style> and <script>, hence 'unsafe-inline';
 # nothing may be loaded from, posted to or framed by another origin.
-CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-       "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-       "base-uri 'none'")
-_FIXED_HEADERS = ("Connection: close\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-                  "Referrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n"
-                  "Content-Security-Policy: %s\r\n\r\n" % CSP).encode()
+CSP = (b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+       b"img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+       b"base-uri 'none'")
+_FIXED_HEADERS = (b"Connection: close\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                  b"Referrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\nContent-Security-Policy: ")
+_END_OF_HEAD = b"\r\n\r\n"
 _TOKEN_PUNCT = b"!#$%&'*+-.^_`|~"
 _DIGITS = (b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9")
+
+
+def reason(status, default):
+    """The reason phrase of an HTTP status."""
+    for code, text in REASONS:
+        if code == status:
+            return text
+    return default
 
 
 class HttpError(Exception):
@@ -335,7 +346,7 @@ class Response:
         out.put(b"HTTP/1.1 ")
         out.number(self.status)
         out.put(b" ")
-        out.put(_bytes(REASONS.get(self.status, "Unknown")))
+        out.put(_bytes(reason(self.status, "Unknown")))
         out.put(b"\r\nContent-Type: ")
         out.put(_safe(self.content_type))
         out.put(b"\r\nContent-Length: ")
@@ -347,6 +358,8 @@ class Response:
             out.put(_safe(value))
             out.put(b"\r\n")
         out.put(_FIXED_HEADERS)
+        out.put(CSP)
+        out.put(_END_OF_HEAD)
 
     def message(self, with_body=True):
         """(first, rest) for _write, the head written piece by piece into one buffer of exact size (no
@@ -380,7 +393,7 @@ def text_response(text, status=200):
 
 
 def error_response(status, message):
-    return text_response("%d %s: %s\n" % (status, REASONS.get(status, "Error"), message), status)
+    return text_response("%d %s: %s\n" % (status, reason(status, "Error"), message), status)
 
 
 def redirect(location, status=302):
