@@ -3,14 +3,14 @@ make faults' heap campaign: a phone on the portal (the page and its API calls, t
 second), Home Assistant discovery on, TLS to the broker, config/set traffic, plus a broker that flaps
 (killed for 1-20 s now and then) and a load that changes every few seconds.
 
-By default on the ESP32-like runtime (32-bit, float32, firmware frozen) at 160K. Reports the cap, the
+By default on the ESP32-like runtime (32-bit, float32, firmware frozen) at 100K. Reports the cap, the
 simulated hardware's share and the firmware's (cap minus hardware), the high-water mark of the heap in
 use after a collection and the smallest largest free block (the simulated hardware's heap probe, every
 second), the free heap's drift from start to end (a leak or fragmentation), MemoryErrors, readings lost
 while the broker was up, portal requests that failed, and the latest a window closed. Exit 1 on a crash,
 a MemoryError, a lost reading, a late window or a failed portal request.
 
-Options: --minutes N, --runtime micropython|esp32-like, --heap SIZE (default 160K on esp32-like, 352K
+Options: --minutes N, --runtime micropython|esp32-like, --heap SIZE (default 100K on esp32-like, 352K
 on micropython), --seed N.
 """
 import argparse
@@ -28,7 +28,7 @@ sys.path[:0] = [os.path.join(ROOT, "tests", "host"), os.path.join(ROOT, "tools")
 import faults  # noqa: E402
 from uplink_rig import BASE, SCENARIO, late_warnings  # noqa: E402
 
-DEFAULT_HEAP = {"esp32-like": "160K", "micropython": "352K"}
+DEFAULT_HEAP = {"esp32-like": "100K", "micropython": "352K"}
 
 
 def main():
