@@ -402,9 +402,9 @@ def tls_files(work):
     return _PKI["files"]
 
 
-class HeapRig:
+class HeapRig(Rig):
     """A simulated meter on `runtime` at a heap cap, with HA discovery on, over TLS to a mosquitto that
-    can be killed and restarted, and the simulated hardware's heap probe on."""
+    can be killed and restarted, and the simulated hardware's heap probe on (start/close: the tests' Rig)."""
 
     def __init__(self, work, runtime, heap, probe_ms=1000):
         tls = tls_files(work.parent)
@@ -417,16 +417,6 @@ class HeapRig:
         settings = dict(HEAP_SETTINGS, mqtt={"host": "localhost", "port": self.broker.port, "tls": True})
         seed_state(self.sim, settings, {"ca.pem": tls.ca})
 
-    def start(self):
-        self.sim.start()
-        return self
-
-    def close(self):
-        for c in (self.sim.close, self.sub.close, self.broker.stop):
-            try:
-                c()
-            except Exception:
-                pass
 
 
 class PhoneAndConfig:

@@ -77,3 +77,20 @@ class FakeClock:
 
     def gmtime(self, t):
         return (1970, 1, 1, 0, 0, 0, 3, 1)
+
+
+class DeviceStub:
+    """What app.metering_task asks of the device, the energy store and the uplink, answered as
+    nothing to do: a test's fake device overrides what it watches."""
+
+    def load(self):
+        return None
+
+    def due(self, now):
+        return False
+
+    def beat(self, task):
+        pass
+
+    def currents(self, amps):
+        pass

@@ -8,7 +8,7 @@ import energy
 import readings_json
 import settings
 import sim
-from fwtest import IS_MICROPYTHON
+from fwtest import IS_MICROPYTHON, DeviceStub
 from fwtest import FakeClock as Clock
 
 
@@ -53,7 +53,7 @@ class Event:
             dev.stopping = True
 
 
-class Dev:
+class Dev(DeviceStub):
     """What metering_task uses of app.Device; hal.adc fails `adc_failures` times first."""
 
     def __init__(self, adc_failures=0, failing_bursts=(), stop_after=3):
@@ -82,15 +82,6 @@ class Dev:
 
     def load(self):
         return [energy.PhaseEnergy() for _ in range(3)]
-
-    def due(self, now):
-        return False
-
-    def beat(self, task):
-        pass
-
-    def currents(self, amps):
-        pass
 
 
 def _run(dev, codes=None):

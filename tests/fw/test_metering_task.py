@@ -8,8 +8,8 @@ import readings_json
 import settings
 import sim
 from fwtest import TICKS_PERIOD as PERIOD
+from fwtest import DeviceStub, json_raw
 from fwtest import FakeClock as Clock
-from fwtest import json_raw
 
 START = PERIOD - 2500            # the clock wraps in the third window
 STALL_MS = 1 << 28               # a burst that holds the clock for 3.1 days: a window apiece
@@ -51,7 +51,7 @@ class Event:
             dev.stopping = True
 
 
-class Dev:
+class Dev(DeviceStub):
     """What metering_task uses of app.Device; `change` = (after ms, new settings) during the run."""
 
     def __init__(self, clock, boot_ms, first, change, stop_after, stall_ms=0):
@@ -78,17 +78,6 @@ class Dev:
             self.current = self.change[1]
             self.change = None
 
-    def load(self):
-        return None
-
-    def due(self, now):
-        return False
-
-    def beat(self, task):
-        pass
-
-    def currents(self, amps):
-        pass
 
 
 def _run(first_interval, change_after_ms, new_interval, windows, boot_ms_before=0, stall_ms=0):

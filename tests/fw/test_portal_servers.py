@@ -122,11 +122,15 @@ def _client(port):
     return c, addr
 
 
-def _reply(c):
-    try:
-        return c.recv(1500)
-    except OSError:          # nothing yet
-        return None
+async def _answer_to(c):
+    """The server's reply on client socket c, waited for up to 50 looks (None if none came)."""
+    for _ in range(50):
+        await asyncio.sleep_ms(dnsd.POLL_MS)
+        try:
+            return c.recv(1500)
+        except OSError:      # nothing yet
+            pass
+    return None
 
 
 def test_an_idle_dns_server_allocates_nothing():
@@ -140,12 +144,7 @@ def test_an_idle_dns_server_allocates_nothing():
             await asyncio.sleep_ms(3 * dnsd.POLL_MS)           # started, its poller made
             c, addr = _client(port)
             c.sendto(query(qid=7), addr)                       # and it answers
-            answer = None
-            for _ in range(50):
-                await asyncio.sleep_ms(dnsd.POLL_MS)
-                answer = _reply(c)
-                if answer:
-                    break
+            answer = await _answer_to(c)
             c.close()
             grown = None
             if IS_MICROPYTHON:       # CPython cannot count allocations; the answering ran above
@@ -189,12 +188,7 @@ def test_a_query_met_by_a_full_heap_is_answered_once_there_is_room():
             finally:
                 micropython.heap_unlock()
             locked_serving = server.is_serving()
-            answer = None
-            for _ in range(50):
-                await asyncio.sleep_ms(dnsd.POLL_MS)
-                answer = _reply(c)
-                if answer:
-                    break
+            answer = await _answer_to(c)
             c.close()
             return locked_serving, answer, server.is_serving()
         finally:
