@@ -152,33 +152,49 @@ async def read_packet(reader):
     return head[0], body
 
 
-def pem_to_der(pem):
-    """The first certificate of a PEM file as DER (MicroPython's SSLContext takes DER only)."""
+def pem_certificates(pem):
+    """Each certificate of a PEM file (a chain or a bundle), as DER, in order."""
     import binascii
 
-    begin = pem.find(b"-----BEGIN CERTIFICATE-----")
-    end = pem.find(b"-----END CERTIFICATE-----", begin)
-    if begin < 0 or end < 0:
+    certs = []
+    at = 0
+    while True:
+        begin = pem.find(b"-----BEGIN CERTIFICATE-----", at)
+        end = pem.find(b"-----END CERTIFICATE-----", begin)
+        if begin < 0 or end < 0:
+            break
+        certs.append(binascii.a2b_base64(b"".join(pem[begin + 27:end].split())))
+        at = end + 25
+    if not certs:
         raise ValueError("no certificate in the CA file")
-    body = pem[begin + 27:end]
-    return binascii.a2b_base64(b"".join(body.split()))
+    return certs
+
+
+def _trust(ctx, ca):
+    try:
+        ctx.load_verify_locations(cadata=ca)
+    except TypeError:            # MicroPython 1.22's SSLContext takes it positionally (as cadata)
+        ctx.load_verify_locations(ca)
 
 
 def tls_context(cafile):
-    """A client context that verifies the broker's certificate against `cafile` (one CA certificate,
-    PEM or DER)."""
+    """A client context that verifies the broker's certificate against the CA certificates in `cafile`
+    (PEM, one or several, or one DER)."""
     import ssl
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED
     with open(cafile, "rb") as f:
         ca = f.read()
-    if b"-----BEGIN" in ca:
-        ca = pem_to_der(ca)
     try:
-        ctx.load_verify_locations(cadata=ca)
-    except TypeError:            # MicroPython 1.22's SSLContext takes it positionally
-        ctx.load_verify_locations(ca)
+        _trust(ctx, ca)          # as it is: the ESP32's mbedTLS (ESP-IDF's) parses PEM, chains included
+    except ValueError:
+        if b"-----BEGIN" not in ca:
+            raise
+        # This runtime's mbedTLS has no PEM parser (the unix port's): each certificate as DER, every
+        # one trusted (each load appends to the context's CA chain, as a PEM bundle would).
+        for der in pem_certificates(ca):
+            _trust(ctx, der)
     if hasattr(ctx, "check_hostname"):
         ctx.check_hostname = True
     return ctx

@@ -133,16 +133,19 @@ def test_read_packet_refuses_a_closed_stream_a_bad_length_and_an_oversized_packe
     raises(mqtt.MQTTError, _read, b"\x30" + mqtt.encode_length(mqtt.MAX_PACKET + 1))
 
 
-def test_pem_is_turned_into_der_for_the_tls_context():
+def test_every_certificate_of_a_pem_bundle_is_turned_into_der():
     import binascii
 
-    der = bytes(range(256)) * 2
-    b64 = binascii.b2a_base64(der).strip()
-    lines = b"\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
-    pem = b"junk\n-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
-    assert mqtt.pem_to_der(pem) == der
-    assert mqtt.pem_to_der(pem + pem.replace(b"junk", b"")) == der        # the first of a chain
-    raises(ValueError, mqtt.pem_to_der, b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    def pem_of(der):
+        b64 = binascii.b2a_base64(der).strip()
+        lines = b"\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
+        return b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
+
+    first, second = bytes(range(256)) * 2, bytes(range(255, -1, -1)) * 3
+    assert mqtt.pem_certificates(b"junk\n" + pem_of(first)) == [first]
+    assert mqtt.pem_certificates(pem_of(first) + b"\n# next\n" + pem_of(second)) == [first, second]
+    key = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+    raises(ValueError, mqtt.pem_certificates, key)
 
 
 # --- the Connection against a scripted broker ------------------------------------------------------------

@@ -88,12 +88,15 @@ def test_a_link_that_goes_silent_mid_session_is_found_dead_and_replaced(tmp_path
         proxy.close()
 
 
-def _tls_rig(tmp_path, ca):
+def _tls_rig(tmp_path, *cas):
+    """The device's ca.pem: the named PEM files one after the other (a bundle when several)."""
     tls = make_tls_files(str(tmp_path / "pki"))
     broker = Mosquitto(str(tmp_path / "tlsbroker"), tls=tls)
     broker.start()
     settings = {"mqtt": {"host": "localhost", "port": broker.port, "tls": True}}
-    rig = Rig(tmp_path, broker_arg=False, settings=settings, files={"ca.pem": tls[ca]})
+    bundle = tmp_path / "ca-bundle.pem"
+    bundle.write_bytes(b"".join(open(tls[ca], "rb").read() for ca in cas))
+    rig = Rig(tmp_path, broker_arg=False, settings=settings, files={"ca.pem": str(bundle)})
     rig.sub.close()
     rig.sub = Subscriber(broker.host, broker.port, topics=["ampguard/#"], ca=tls["ca"])
     return rig, broker
@@ -106,6 +109,19 @@ def test_tls_with_the_right_ca_connects(tmp_path):
         online_after(rig, 0, 30)
         assert "(TLS)" in rig.sim.log()
         assert_on_time(rig.next_readings(3))
+    finally:
+        rig.close()
+        broker.stop()
+
+
+def test_tls_with_the_right_ca_second_in_a_bundle_connects(tmp_path):
+    # A CA file with several certificates (a provider's bundle): every one is trusted, not only the
+    # first (the firmware used to keep the first certificate of the PEM file).
+    rig, broker = _tls_rig(tmp_path, "wrong_ca", "ca")
+    try:
+        rig.start()
+        online_after(rig, 0, 30)
+        assert "(TLS)" in rig.sim.log()
     finally:
         rig.close()
         broker.stop()
