@@ -92,9 +92,12 @@ class NetworkSupervisor:
         self._portal_seen = time.ticks_ms()
 
     def networks(self):
-        """Scanned networks, strongest first, one entry per SSID (hidden ones left out)."""
+        """Scanned networks, strongest first, one entry per SSID (hidden ones left out). Not while a join
+        runs: the ESP32's scan then answers [] without an error (the last list stays); and an empty scan
+        is not kept, so the next look scans again."""
         now = time.ticks_ms()
-        if self._scan_at is None or time.ticks_diff(now, self._scan_at) > SCAN_MAX_AGE_MS:
+        stale = self._scan_at is None or time.ticks_diff(now, self._scan_at) > SCAN_MAX_AGE_MS
+        if stale and self.state != "connecting":
             try:
                 self.hal.wifi.active(True)
                 found = self.hal.wifi.scan()
@@ -106,7 +109,7 @@ class NetworkSupervisor:
                 if ssid and (ssid not in best or rssi > best[ssid]["rssi"]):
                     best[ssid] = {"ssid": ssid, "rssi": rssi, "secure": secure, "channel": channel}
             self._scan = sorted(best.values(), key=lambda n: -n["rssi"])
-            self._scan_at = now
+            self._scan_at = now if self._scan else None
         return self._scan
 
     def join(self, ssid, password):

@@ -70,6 +70,30 @@ def test_scan_is_strongest_first_one_entry_per_ssid():
     assert nets[1]["secure"] is False
 
 
+def test_an_empty_scan_is_not_kept_and_no_scan_runs_during_a_join():
+    w = World(with_lan=False)
+    w.data["wifi"]["networks"] = []            # nothing in reach yet (the router is still booting)
+    w.save()
+    assert w.sup.networks() == []
+    w.data["wifi"]["networks"] = NETS
+    w.data["wifi"]["join_s"] = 0.3
+    w.save()
+    assert [n["ssid"] for n in w.sup.networks()] == ["Home", "Cafe"]    # at once, not after 20 s
+    w.sup.join("Home", "secret123")
+    assert w.hal.wifi.scan() == []             # the twin, as the ESP32: nothing found while joining
+    assert [n["ssid"] for n in w.sup.networks()] == ["Home", "Cafe"]    # the list stays meanwhile
+
+
+def test_a_scan_during_a_join_with_nothing_known_yet_is_not_kept():
+    w = World(with_lan=False)
+    w.data["wifi"]["join_s"] = 0.3
+    w.save()
+    w.sup.join("Home", "secret123")
+    assert w.sup.networks() == []              # not scanned while joining
+    assert w.run(600)["state"] == "connected"
+    assert [n["ssid"] for n in w.sup.networks()] == ["Home", "Cafe"]
+
+
 def test_wrong_password_fails_and_stores_nothing_then_the_right_one_connects_and_is_stored():
     w = World(with_lan=False)
     w.sup.join("Home", "wrong-pass")

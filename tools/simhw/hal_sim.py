@@ -122,6 +122,9 @@ class WifiStation:
     def scan(self):
         if not self._active:
             raise OSError("STA interface not active")
+        if self._target is not None and self.status() == "connecting":
+            # As the ESP32 (ESP-IDF): a scan while the station is joining finds nothing, without an error.
+            return []
         out = []
         for n in self._wifi()["networks"]:
             out.append((n["ssid"], int(n.get("rssi", -60)), bool(n.get("password")),
