@@ -33,7 +33,10 @@ class SupplyAlarm:
             return False
         if amps <= limit:
             return False
-        if self.over[k] and time.ticks_diff(now_ms, self.last_ms[k]) < REPEAT_MS:
+        # A negative difference is a stamp more than 6.2 days old (the phase sat between the re-arm level
+        # and the limit that long): long past, not recent. (12.4 days old it reads recent again: one
+        # repeat up to REPEAT_MS late, never a suppressed alarm.)
+        if self.over[k] and 0 <= time.ticks_diff(now_ms, self.last_ms[k]) < REPEAT_MS:
             return False
         self.over[k] = True
         self.last_ms[k] = now_ms

@@ -1,15 +1,16 @@
 # Console log: "<uptime s> <LEVEL> <tag>: <message>". Callers never pass secrets (password, PIN).
-import time
+import uptime
 
-_start = time.ticks_ms()
 _LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
 level = 1
 
 
 def _emit(lvl, tag, msg):
     if lvl >= level:
-        t = time.ticks_diff(time.ticks_ms(), _start) / 1000
-        print("%9.3f %s %s: %s" % (t, _LEVELS[lvl], tag, msg))
+        # Seconds from uptime, not a ticks difference (which wraps after 6.2 days), written from ints
+        # (a float32 has whole seconds only, past 97 days).
+        s = uptime.seconds()
+        print("%5d.%03d %s %s: %s" % (s, uptime.millis(), _LEVELS[lvl], tag, msg))
 
 
 def debug(tag, msg):

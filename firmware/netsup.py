@@ -57,6 +57,14 @@ def _check_stored(doc):
     validate_credentials(doc.get("ssid"), doc.get("password"))
 
 
+def _at_most(now, since, limit_ms):
+    """`since`, or the stamp just past limit_ms ago when it is older: "longer than the limit" stays true
+    and the stamp never ages past what ticks_diff can measure."""
+    if time.ticks_diff(now, since) > limit_ms:
+        return time.ticks_add(now, -limit_ms - 1)
+    return since
+
+
 class NetworkSupervisor:
     def __init__(self, hal, flash_dir, serial, pin):
         self.hal = hal
@@ -150,8 +158,23 @@ class NetworkSupervisor:
 
     def tick(self):
         now = time.ticks_ms()
+        self._age_out(now)
         self._tick_lan_or_wifi(now)
         self._tick_access_point(now)
+
+    def _age_out(self, now):
+        """ticks_diff reaches only 6.2 days (ticks wrap every 12.4): each stamp past its limit is dropped
+        or kept just past it, every tick, so none ever grows old enough to look recent again."""
+        if self._failed_at is not None and time.ticks_diff(now, self._failed_at) > FAILED_HOLD_MS:
+            self._failed_at = None
+        if self._scan_at is not None and time.ticks_diff(now, self._scan_at) > SCAN_MAX_AGE_MS:
+            self._scan_at = None
+        if time.ticks_diff(now, self._next_try) > 0:
+            self._next_try = now                 # due: stays due
+        self._offline_since = _at_most(now, self._offline_since, OFFLINE_GRACE_MS)
+        self._portal_seen = _at_most(now, self._portal_seen, AP_LINGER_MS)
+        if self._button_since is not None:
+            self._button_since = _at_most(now, self._button_since, LONG_PRESS_MS)
 
     def _tick_lan_or_wifi(self, now):
         lan = self.hal.lan

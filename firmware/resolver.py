@@ -8,6 +8,7 @@ import struct
 import time
 
 import inet
+import uptime
 
 TIMEOUT_MS = 3000          # per try
 TRIES = 2
@@ -15,7 +16,7 @@ POLL_MS = 20
 MIN_TTL_S = 30
 MAX_TTL_S = 3600
 
-_cache = {}                # name -> (address, expiry ticks_ms)
+_cache = {}                # name -> (address, expiry in uptime seconds)
 
 
 def query(name, qid):
@@ -118,9 +119,9 @@ async def resolve(name, server, system_resolver=False):
         if not ai:
             raise OSError("cannot resolve %s" % name)
         return inet.ip_port(ai[0][-1])[0]
-    hit = _cache.get(name)
-    if hit and time.ticks_diff(hit[1], time.ticks_ms()) > 0:
-        return hit[0]
+    hit = cached(name)
+    if hit is not None:
+        return hit
     err = None
     for _ in range(TRIES):
         try:
@@ -131,6 +132,23 @@ async def resolve(name, server, system_resolver=False):
         if addr is None:
             raise OSError("%s has no address (DNS)" % name)
         ttl = min(MAX_TTL_S, max(MIN_TTL_S, ttl))
-        _cache[name] = (addr, time.ticks_add(time.ticks_ms(), ttl * 1000))
+        # Expiry in uptime seconds: a ticks stamp could look unexpired again a week after it expired.
+        _cache[name] = (addr, uptime.seconds() + ttl)
         return addr
     raise err
+
+
+def cached(name):
+    """The address `name` resolved to, while its TTL runs; else None."""
+    hit = _cache.get(name)
+    if hit is None:
+        return None
+    if uptime.seconds() < hit[1]:
+        return hit[0]
+    del _cache[name]
+    return None
+
+
+def forget(name):
+    """Drop the cached address of `name` (its connection failed: the next one asks again)."""
+    _cache.pop(name, None)

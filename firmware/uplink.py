@@ -137,8 +137,12 @@ class Uplink:
         if self.conn is None:
             self.conn = mqtt.Connection(dev.serial, self.incoming, KEEPALIVE_S)
         conn = self.conn
-        await conn.connect(addr, port, link["username"], link["password"],
-                           will=(base + "/status", b"offline", True, 1), ssl=ctx, server_hostname=host)
+        try:
+            await conn.connect(addr, port, link["username"], link["password"],
+                               will=(base + "/status", b"offline", True, 1), ssl=ctx, server_hostname=host)
+        except BaseException:
+            resolver.forget(host)     # the broker may have moved: the next try asks the DNS again
+            raise
         log.info("mqtt", "connected to %s:%d%s as %s" % (host, port, " (TLS)" if tls else "", dev.serial))
         self.session_up = True        # from here on a failure does not grow the back-off
         await conn.resend()

@@ -79,3 +79,15 @@ def test_deciding_a_burst_allocates_nothing_once_the_limit_is_known():
         got = "allocated"
     micropython.heap_unlock()
     assert got == [False, False, True, False], got
+
+
+def test_a_phase_that_sat_under_the_limit_for_a_week_is_alarmed_at_once_when_it_goes_over():
+    # Raised, then between the re-arm level and the limit for 7 days (over stays set, no re-arm): the
+    # latest alarm's ticks are then past what ticks_diff can tell (6.2 days) and read as negative.
+    a = SupplyAlarm()
+    now = at(0)
+    assert a.due(2, 17.0, LIMIT, now)
+    for _ in range(7):                  # a day at a time (ticks_add takes less than 2^29 ms at once)
+        now = time.ticks_add(now, 24 * 3600 * 1000)
+        assert not a.due(2, 15.8, LIMIT, now)      # 15.8 A: above 0.97 x 16, at most the limit
+    assert a.due(2, 16.5, LIMIT, time.ticks_add(now, 250))     # over again: due now, not days later

@@ -6,7 +6,7 @@ import time
 import hal_sim
 import netsup
 import scenario
-from fwtest import raises, tmpdir
+from fwtest import TICKS_PERIOD, FakeClock, raises, tmpdir
 
 SERIAL = "2312000042G"
 PIN = "12345678"
@@ -229,3 +229,23 @@ def test_a_device_offline_longer_than_the_grace_period_opens_its_access_point():
         assert w.run(3500)["state"] == "connected"
     finally:
         netsup.OFFLINE_GRACE_MS, netsup.AP_LINGER_MS = saved
+
+
+def test_a_scan_a_week_old_is_not_served_as_fresh():
+    # A week after the last scan its stamp is past what ticks_diff can tell (6.2 days) and would read as
+    # recent: the supervisor's ticks drop it once it is 20 s old.
+    w = World(with_lan=False)
+    clock = FakeClock(TICKS_PERIOD - 2500)             # ticks_ms wraps on the way
+    real = netsup.time
+    netsup.time = clock
+    try:
+        w.sup = netsup.NetworkSupervisor(w.hal, w.dir + "/", SERIAL, PIN)
+        assert [n["ssid"] for n in w.sup.networks()] == ["Home", "Cafe"]
+        w.data["wifi"]["networks"] = [{"ssid": "Shop", "rssi": -50, "channel": 3}]
+        w.save()
+        for _ in range(7 * 24):                         # a week of ticks, an hour apart
+            clock.advance(3600 * 1000)
+            w.sup.tick()
+        assert [n["ssid"] for n in w.sup.networks()] == ["Shop"]
+    finally:
+        netsup.time = real
