@@ -300,7 +300,7 @@ async def portal_task(dev):
     portal = Portal(dev, host, port)
 
     async def start():
-        server = await httpd.serve(host, port, portal.handle)
+        server = await httpd.serve(host, port, portal.handle, dev.hal.portal_connections)
         log.info("portal", "serving %s" % portal.base)
         return server
 

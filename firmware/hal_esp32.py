@@ -204,6 +204,9 @@ class Hal:
     portal_needs_ap = True
     # no DNS server from DHCP is no look-up: socket.getaddrinfo would block the event loop
     system_resolver = False
+    # lwIP's 10 sockets (ESP-IDF's default, MicroPython keeps it): the portal's listener and this many
+    # connections, the DNS server, MQTT and the resolver's look-up leave one spare
+    portal_connections = 4
 
     def __init__(self, board):
         self.board = board

@@ -4,6 +4,7 @@
 # The parsers are plain functions that raise only HttpError; serve() runs on asyncio streams.
 import asyncio
 import json
+import time
 
 import inet
 import log
@@ -17,7 +18,10 @@ MAX_FORM_FIELDS = 16        # form or query fields; more -> 400
 MAX_JSON_DEPTH = 4          # nesting of a JSON body; deeper -> 400 (bounds the parser's allocations)
 REQUEST_TIMEOUT_MS = 5000   # the whole request must arrive within this (slowloris) -> 408
 WRITE_TIMEOUT_MS = 5000     # the whole response must be taken by the client within this, else closed
-MAX_CONNECTIONS = 8         # concurrent connections (device-wide); beyond: 503 at once, nothing read
+MAX_CONNECTIONS = 4         # concurrent connections (device-wide; serve() may say fewer or more): beyond,
+#                             the oldest one still sending its request after STUCK_MS is dropped, else 503
+STUCK_MS = 1000             # a request not whole after this long is a stuck or slow client's: it may lose
+#                             its place to a new connection (a phone's own requests arrive in milliseconds)
 BACKLOG = 8                 # listen queue
 READ_CHUNK = 512            # bytes asked of the socket per read
 WRITE_CHUNK = 1024          # bytes of body per write + drain
@@ -402,7 +406,8 @@ def redirect(location, status=302):
 
 # --- the server --------------------------------------------------------------------------------------
 
-_active = [0]   # open connections, device-wide (the limit protects the heap, not one listener)
+_active = [0]   # open connections, device-wide (the limit protects the heap and sockets, not one listener)
+_reading = []   # (task, ticks_ms it started) of connections still reading their request, oldest first
 
 
 def active_connections():
@@ -523,18 +528,32 @@ async def _send(writer, first, rest):
         return False
 
 
-async def handle_connection(reader, writer, handler):
-    """Serve one request on one connection, then close it. Never raises."""
+def _drop_oldest_unfinished():
+    """Make room for a new connection: cancel the oldest one that has not sent its whole request within
+    STUCK_MS (its own clean-up closes it). False when there is none: every open connection is being
+    answered or has only just started (a burst of requests: the new one gets a 503 to retry)."""
+    if not _reading or time.ticks_diff(time.ticks_ms(), _reading[0][1]) < STUCK_MS:
+        return False
+    _reading.pop(0)[0].cancel()
+    return True
+
+
+async def handle_connection(reader, writer, handler, max_connections=MAX_CONNECTIONS):
+    """Serve one request on one connection, then close it. Never raises (but a cancellation: a newer
+    connection took this one's place before its request was whole)."""
     _active[0] += 1
     clean = False
+    me = asyncio.current_task()
     try:
         remote = _peer(writer)
         req = None
-        if _active[0] > MAX_CONNECTIONS:
+        if _active[0] > max_connections and not _drop_oldest_unfinished():
             log.debug("httpd", "503 to %s: %d connections open" % (remote, _active[0] - 1))
             resp = error_response(503, "busy, try again")
             resp.headers.append(("Retry-After", "2"))
         else:
+            reading = (me, time.ticks_ms())
+            _reading.append(reading)
             try:
                 req = await asyncio.wait_for(_read_request(reader, remote), REQUEST_TIMEOUT_MS / 1000)
             except HttpError as e:
@@ -545,6 +564,9 @@ async def handle_connection(reader, writer, handler):
                 resp = error_response(408, "the request did not arrive in time")
             except (EOFError, OSError):     # the client left: nobody to answer
                 return
+            finally:
+                if reading in _reading:
+                    _reading.remove(reading)
         if req is None:
             first, rest = resp.message()
         else:
@@ -558,9 +580,10 @@ async def handle_connection(reader, writer, handler):
         inet.close_stream(writer, abort=not clean)
 
 
-async def serve(host, port, handler):
-    """Start serving; handler(request) -> Response (plain function or coroutine). Returns the server."""
+async def serve(host, port, handler, max_connections=MAX_CONNECTIONS):
+    """Start serving; handler(request) -> Response (plain function or coroutine). Returns the server.
+    max_connections: what the device's socket budget allows (the hardware layer's portal_connections)."""
     def on_connect(reader, writer):     # the connection's coroutine itself: no frame around it
-        return handle_connection(reader, writer, handler)
+        return handle_connection(reader, writer, handler, max_connections)
 
     return await asyncio.start_server(on_connect, host, port, backlog=BACKLOG)

@@ -407,10 +407,72 @@ def test_slow_clients_time_out():
     with_timeouts(check)
 
 
-def test_connection_cap_answers_503_without_reading():
+def _hanging_connections():
+    """MAX_CONNECTIONS connections that never finish their request, started 10 ms apart: (tasks, pairs)."""
+    async def start():
+        pairs = [(FakeReader([b"GET / HT"], hang=True), FakeWriter()) for _ in range(httpd.MAX_CONNECTIONS)]
+        tasks = []
+        for r, w in pairs:
+            tasks.append(asyncio.create_task(httpd.handle_connection(r, w, echo_handler)))
+            await asyncio.sleep(0.01)                   # in this order: the first is the oldest
+        return tasks, pairs
+    return start()
+
+
+def test_a_new_connection_takes_the_place_of_the_oldest_unfinished_request():
+    # Every slot held by a client that never finishes its request (a stuck phone, a slowloris): a new
+    # request is answered at once, in the oldest one's place, not refused until they time out.
     async def scenario():
-        hanging = [(FakeReader([], hang=True), FakeWriter()) for _ in range(httpd.MAX_CONNECTIONS)]
-        tasks = [asyncio.create_task(httpd.handle_connection(r, w, echo_handler)) for r, w in hanging]
+        tasks, hanging = await _hanging_connections()
+        assert httpd.active_connections() == httpd.MAX_CONNECTIONS
+        await asyncio.sleep(0.06)                       # all of them stuck (past STUCK_MS) by now
+        extra = FakeWriter()
+        await httpd.handle_connection(FakeReader([b"GET / HTTP/1.1\r\n\r\n"]), extra, echo_handler)
+        assert split_response(extra.out)[0] == 200
+        await asyncio.sleep(0.01)
+        oldest_writer = hanging[0][1]
+        assert tasks[0].done() and oldest_writer.closed and oldest_writer.out == b""    # dropped, unanswered
+        assert not any(t.done() for t in tasks[1:])    # the others still wait for their requests
+        assert httpd.active_connections() == httpd.MAX_CONNECTIONS - 1
+        for t in tasks[1:]:
+            await t                                     # they time out (408) as before
+        assert httpd.active_connections() == 0
+        assert all(split_response(w.out)[0] == 408 and w.closed for _, w in hanging[1:])
+
+    stuck = httpd.STUCK_MS
+    httpd.STUCK_MS = 50
+    try:
+        with_timeouts(lambda: asyncio.run(scenario()), request_ms=400)
+    finally:
+        httpd.STUCK_MS = stuck
+
+
+def test_a_burst_of_new_connections_gets_503_not_each_others_places():
+    # Connections that have only just started (a phone opening several at once) are not stuck: the one
+    # over the cap is told to retry, nobody is dropped.
+    async def scenario():
+        tasks, hanging = await _hanging_connections()
+        extra = FakeWriter()
+        await httpd.handle_connection(FakeReader([b"GET / HTTP/1.1\r\n\r\n"]), extra, echo_handler)
+        assert split_response(extra.out)[0] == 503
+        assert not any(t.done() for t in tasks)
+        for t in tasks:
+            await t
+        assert all(split_response(w.out)[0] == 408 for _, w in hanging)
+
+    with_timeouts(lambda: asyncio.run(scenario()), request_ms=300)
+
+
+def test_connection_cap_answers_503_when_every_connection_is_being_answered():
+    async def scenario():
+        release = asyncio.Event()
+
+        async def slow_handler(req):
+            await release.wait()                       # every slot busy answering, none reading
+            return echo_handler(req)
+
+        busy = [(FakeReader([b"GET / HTTP/1.1\r\n\r\n"]), FakeWriter()) for _ in range(httpd.MAX_CONNECTIONS)]
+        tasks = [asyncio.create_task(httpd.handle_connection(r, w, slow_handler)) for r, w in busy]
         await asyncio.sleep(0.02)
         assert httpd.active_connections() == httpd.MAX_CONNECTIONS
         extra_reader, extra_writer = FakeReader([b"GET / HTTP/1.1\r\n\r\n"]), FakeWriter()
@@ -418,14 +480,10 @@ def test_connection_cap_answers_503_without_reading():
         assert extra_reader.reads == 0 and extra_writer.closed
         status, headers, _ = split_response(extra_writer.out)
         assert status == 503 and headers["retry-after"] == "2"
-        assert httpd.active_connections() == httpd.MAX_CONNECTIONS
+        release.set()
         for t in tasks:
             await t
         assert httpd.active_connections() == 0
-        assert all(split_response(w.out)[0] == 408 and w.closed for _, w in hanging)
-        # Free again: served.
-        w = FakeWriter()
-        await httpd.handle_connection(FakeReader([b"GET / HTTP/1.1\r\n\r\n"]), w, echo_handler)
-        assert split_response(w.out)[0] == 200
+        assert all(split_response(w.out)[0] == 200 for _, w in busy)
 
     with_timeouts(lambda: asyncio.run(scenario()))

@@ -54,10 +54,11 @@ async def ticker():
             stats["worst_late_ms"] = late
 
 
-async def main(port):
-    await httpd.serve("127.0.0.1", port, handle)
+async def main(port, max_connections):
+    await httpd.serve("127.0.0.1", port, handle, max_connections)
     print("listening %d" % port)
     await ticker()
 
 
-asyncio.run(main(int(sys.argv[1])))
+# argv: port [max_connections] (8 by default: room for the timeout tests' slow clients side by side)
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 8))

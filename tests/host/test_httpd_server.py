@@ -46,11 +46,17 @@ def free_port():
     return port
 
 
+def _start(*args):
+    port = free_port()
+    cmd = [MICROPYTHON, "-X", "heapsize=32M", RUNNER, str(port)] + [str(a) for a in args]
+    proc = subprocess.Popen(cmd, env=micropython_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    return port, proc
+
+
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
-    proc = subprocess.Popen([MICROPYTHON, "-X", "heapsize=32M", RUNNER, str(port)], env=micropython_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    port, proc = _start()
     first = proc.stdout.readline()
     assert first.startswith("listening"), first + proc.stdout.read()
     srv = Server(port, proc)
@@ -289,3 +295,32 @@ def test_still_serving_and_never_blocked(server):
           % (stats["ticks"], stats["worst_late_ms"], stats["mem_free"]))
     assert stats["active"] == 1 and stats["ticks"] > 100
     assert stats["worst_late_ms"] < LATENESS_BOUND_MS, stats
+
+
+def test_with_every_slot_stuck_a_new_request_is_answered_in_the_oldest_ones_place():
+    # The device's budget: 4 connections (lwIP's 10 sockets). Four clients connect and send nothing;
+    # a fifth, a second later, is answered at once and the first is dropped (the others wait on).
+    port, proc = _start(4)
+    try:
+        assert proc.stdout.readline().startswith("listening")
+        stuck = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(4)]
+        time.sleep(0.05)
+        for s in stuck:
+            s.setblocking(True)
+        time.sleep(httpd.STUCK_MS / 1000 + 0.2)
+        t0 = time.monotonic()
+        status = get(port, "/echo?fifth=1", timeout=2)[0]
+        took = time.monotonic() - t0
+        assert status == 200 and took < 1.0, took
+        stuck[0].settimeout(2)
+        assert stuck[0].recv(100) == b""                # dropped, unanswered
+        stuck[1].settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            stuck[1].recv(100)                          # still waiting for its request
+        stats = json.loads(get(port, "/lateness")[2])
+        assert stats["active"] == 4 and stats["worst_late_ms"] < 100, stats   # 3 stuck + this request
+        for s in stuck:
+            s.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -283,6 +283,8 @@ class Hal:
     portal_needs_ap = False
     # a host has its own resolver, used when AMPGUARD_DNS_SERVER names no DNS server (blocking is fine)
     system_resolver = True
+    # the ESP32's socket budget, as hal_esp32 states it
+    portal_connections = 4
 
     def __init__(self, board):
         self.board = board
