@@ -81,7 +81,21 @@ class FakeClock:
 
 class DeviceStub:
     """What app.metering_task asks of the device, the energy store and the uplink, answered as
-    nothing to do: a test's fake device overrides what it watches."""
+    nothing to do: a test's fake device overrides what it watches. One object plays device, hardware
+    layer, settings, energy store and uplink; `wake` is the uplink's event (the test's own)."""
+
+    def __init__(self, clock, board, current, boot_ms, stop_after, wake):
+        self.clock = clock
+        self.board = board
+        self.hal = self.settings = self.energy_store = self.uplink = self
+        self.current = current
+        self.boot_ms = boot_ms
+        self.wake = wake
+        self.stopping = False
+        self.readings = None
+        self.max_late_ms = 0
+        self.published = []
+        self.stop_after = stop_after
 
     def load(self):
         return None

@@ -57,17 +57,8 @@ class Dev(DeviceStub):
     """What metering_task uses of app.Device; hal.adc fails `adc_failures` times first."""
 
     def __init__(self, adc_failures=0, failing_bursts=(), stop_after=3):
-        self.clock = Clock()
-        self.board = sim
-        self.hal = self.settings = self.energy_store = self.uplink = self
-        self.current = settings.DEFAULTS
-        self.boot_ms = self.clock.now
-        self.wake = Event(self)
-        self.stopping = False
-        self.readings = None
-        self.max_late_ms = 0
-        self.published = []
-        self.stop_after = stop_after
+        clock = Clock()
+        DeviceStub.__init__(self, clock, sim, settings.DEFAULTS, clock.now, stop_after, Event(self))
         self.adc_failures = adc_failures
         self.failing_bursts = failing_bursts
         self.bursts = 0

@@ -55,20 +55,10 @@ class Dev(DeviceStub):
     """What metering_task uses of app.Device; `change` = (after ms, new settings) during the run."""
 
     def __init__(self, clock, boot_ms, first, change, stop_after, stall_ms=0):
-        self.clock = clock
+        DeviceStub.__init__(self, clock, sim, first, boot_ms, stop_after, Event(self))
         self.stall_ms = stall_ms         # added to every burst's duration
-        self.board = sim
-        self.hal = self.settings = self.energy_store = self.uplink = self    # one object plays them all
-        self.current = first
         self.change = change
-        self.boot_ms = boot_ms
         self.start = clock.now
-        self.wake = Event(self)
-        self.stopping = False
-        self.readings = None
-        self.max_late_ms = 0
-        self.published = []
-        self.stop_after = stop_after
 
     def adc(self, channels):
         return Adc(self, channels)
