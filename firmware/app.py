@@ -129,8 +129,11 @@ class Sampler:
                 if sets <= least:
                     raise
                 sets = max(least, sets * 3 // 4)
-                log.error("meter", "no room for the burst buffer: bursts of %d ms"
-                          % (sets * self.set_us // 1000))
+                try:        # the log line itself may find no heap: that must not end the shrinking
+                    log.error("meter", "no room for the burst buffer: bursts of %d ms"
+                              % (sets * self.set_us // 1000))
+                except MemoryError:
+                    pass
 
     def reconfigure(self, settings):
         self.meter.configure(settings)

@@ -113,11 +113,10 @@ class Meter:
 
     def _set_alarm_limit(self, limit):
         self._alarm_limit = limit
-        gains = self.settings["calibration"]["i_gain"]
         for p in range(self.nphases):
             # REARM x limit in counts, squared, in 16ths (accum.variances16), noise left in: a noisy
             # phase just under it is only computed in full.
-            counts = REARM * limit / (self.a_per_count[p] * gains[p])
+            counts = REARM * limit / self._a_scale[p]
             v16 = 16.0 * counts * counts
             self._var16_rearm[p] = int(v16) if v16 < 1e9 else 1 << 30
 

@@ -101,11 +101,11 @@ class NetworkSupervisor:
 
     def networks(self):
         """Scanned networks, strongest first, one entry per SSID (hidden ones left out). Not while a join
-        runs: the ESP32's scan then answers [] without an error (the last list stays); and an empty scan
-        is not kept, so the next look scans again."""
+        runs (between retries it does): the ESP32's scan then answers [] without an error (the last list
+        stays); and an empty scan is not kept, so the next look scans again."""
         now = time.ticks_ms()
         stale = self._scan_at is None or time.ticks_diff(now, self._scan_at) > SCAN_MAX_AGE_MS
-        if stale and self.state != "connecting":
+        if stale and self._attempt is None:
             try:
                 self.hal.wifi.active(True)
                 found = self.hal.wifi.scan()

@@ -84,6 +84,23 @@ def test_an_empty_scan_is_not_kept_and_no_scan_runs_during_a_join():
     assert [n["ssid"] for n in w.sup.networks()] == ["Home", "Cafe"]    # the list stays meanwhile
 
 
+def test_networks_are_scanned_between_the_retries_of_a_stored_network_that_is_gone():
+    # Stored credentials for a network out of reach: the supervisor says "connecting" for as long as it
+    # retries, but scans between the tries, so the installer's portal lists what is in reach.
+    w = World(with_lan=False)
+    w.data["wifi"]["join_s"] = 0.02
+    w.save()
+    with open(w.dir + "/wifi.json", "w") as f:
+        json.dump({"ssid": "Gone", "password": "secret123"}, f)
+    w.sup = netsup.NetworkSupervisor(w.hal, w.dir + "/", SERIAL, PIN)
+    for _ in range(40):
+        w.run(20)
+        if w.sup.status()["state"] == "connecting" and w.sup._attempt is None:
+            break
+    assert w.sup.status()["state"] == "connecting" and w.sup._attempt is None   # waiting to retry
+    assert [n["ssid"] for n in w.sup.networks()] == ["Home", "Cafe"]
+
+
 def test_a_scan_during_a_join_with_nothing_known_yet_is_not_kept():
     w = World(with_lan=False)
     w.data["wifi"]["join_s"] = 0.3
