@@ -7,8 +7,12 @@ HAL = "hal_sim"
 ADC_PINS = {"v1": 36, "v2": 39, "v3": 34, "i1": 35, "i2": 32, "i3": 33}
 ADC_BITS = 12
 ADC_READ_US = 35
-V_PER_COUNT = 0.2878
-A_PER_COUNT = {"home": 0.1009, "public": 0.4036}
+V_PER_COUNT = 0.4728
+A_PER_COUNT = {"home": 0.1465, "public": 0.5859}
+ADC_MV_PER_COUNT = 0.8057
+ADC_BIAS_V = 1.204
+ADC_BIAS_CODE = 1319
+ADC_LINEAR_CODES = (1, 2879)
 BUTTON_PIN = 0
 # Unlike the DevKitC, the simulated board has a LAN port too (scenario "lan": {"link": true}) so
 # LAN-first can be tried, and a status LED.

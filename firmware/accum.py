@@ -38,7 +38,9 @@ G_CYCLES = const(13)  # find_span: whole cycles between the first and last risin
 G_SPAN = const(14)    # ... and the time they took, in 1/FRAC sets
 G_ALL_FIRST = const(15)  # ... and the burst less its margins: the span of a burst without mains
 G_ALL_END = const(16)
-GEOMETRY_WORDS = const(17)
+G_LIN_LO = const(17)  # the lowest and highest code the ADC converts linearly (the board's
+G_LIN_HI = const(18)  # ADC_LINEAR_CODES): codes beyond count as clipped
+GEOMETRY_WORDS = const(19)
 FRAC = const(256)     # crossing times in 1/FRAC sets, V1's level in 1/FRAC counts
 
 CHANNEL_SUMS = const(3)   # per channel: sum (x + X_OFFSET), sum x^2, sum (x[n] - x[n-1])^2
@@ -176,6 +178,26 @@ def clip_counts(buf: ptr16, nch: int, first: int, end: int, counts: ptr32):
 
 
 @micropython.viper
+def outside_counts(buf: ptr16, geo: ptr32, counts: ptr32):
+    """Adds to counts[c] the codes of channel c in the span [G_FIRST, G_END) outside the ADC's linear
+    range [G_LIN_LO, G_LIN_HI]: on a rail or in the knee of the curve, as good as clipped."""
+    nch = geo[G_NCH]
+    lo = geo[G_LIN_LO]
+    hi = geo[G_LIN_HI]
+    i = geo[G_FIRST] * nch
+    stop = geo[G_END] * nch
+    c = 0
+    while i < stop:
+        x = int(buf[i])
+        if x < lo or x > hi:
+            counts[c] += 1
+        i += 1
+        c += 1
+        if c == nch:
+            c = 0
+
+
+@micropython.viper
 def fold(dst: ptr32, src: ptr32, nwords: int):
     """dst += src for split-word arrays (a burst's sums into its window's), and src cleared for the next
     burst. Each hi word grows by at most 2 per sample set (see the top): a window would need 2^30
@@ -293,4 +315,4 @@ def add_span(buf, geo, arrays):
     if end - first < 16384:
         variances16(arrays[2], nch, end - first, arrays[6])
     fold(arrays[4], arrays[2], int(len(arrays[2])))
-    clip_counts(buf, nch, first, end, arrays[5])
+    outside_counts(buf, geo, arrays[5])

@@ -6,6 +6,7 @@ import sys
 import time
 from array import array
 
+import calibration
 import identity
 import log
 from energy import EnergyStore
@@ -56,6 +57,7 @@ class Device:
     def __init__(self):
         self.board = _load_board()
         self.hal = __import__(self.board.HAL).Hal(self.board)
+        self.factory = calibration.load(self.flash_dir)   # this unit's ADC gains (tools/provision)
         self.flash_dir = self.hal.flash_dir
         try:
             self.serial, self.pin = identity.load(self.flash_dir)
@@ -101,7 +103,7 @@ class Sampler:
     """The ADC, its burst buffer and the meter, rebuilt when settings change the channel layout."""
 
     def __init__(self, dev, settings, counters):
-        self.meter = Meter(dev.board, settings, counters=counters)
+        self.meter = Meter(dev.board, settings, counters=counters, factory=dev.factory)
         self.hal = dev.hal
         self.buf = None
         self._open()

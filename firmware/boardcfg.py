@@ -128,6 +128,18 @@ class _Checker:
             self.fail("MAX_VOLTAGE_INPUTS", "= 3 needs v2 and v3 in ADC_PINS")
 
 
+def _front_end(check, mod):
+    """The optional front-end facts (boards/esp32_devkitc.py): the bias code inside the linear range."""
+    lin = getattr(mod, "ADC_LINEAR_CODES", (1, 4094))
+    if (not isinstance(lin, (tuple, list)) or len(lin) != 2 or not all(_is_int(c) for c in lin)
+            or not 0 <= lin[0] < lin[1] <= 4095):
+        check.fail("ADC_LINEAR_CODES", "= %r must be (lowest, highest) code, 0 <= lowest < highest <= 4095"
+                   % (lin,))
+    bias = getattr(mod, "ADC_BIAS_CODE", 2048)
+    if not _is_int(bias) or not lin[0] < bias < lin[1]:
+        check.fail("ADC_BIAS_CODE", "= %r must be a whole code inside ADC_LINEAR_CODES" % (bias,))
+
+
 def validate(mod):
     """Check a board module (or any object with the same attributes); return it."""
     if not hasattr(mod, "NAME"):
@@ -154,6 +166,7 @@ def validate(mod):
     check.names("A_PER_COUNT", apc, SENSORS, "sensor", SENSORS, "has no '%s' sensor")
     for s in SENSORS:
         check.positive("A_PER_COUNT['%s']" % s, apc[s])
+    _front_end(check, mod)
     check.lan(mod.LAN)
     if mod.BUTTON_PIN is not None:
         check.pin("BUTTON_PIN", mod.BUTTON_PIN)

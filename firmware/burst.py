@@ -55,7 +55,7 @@ class CycleStats:
         self.i_noise = [0.0] * nphases  # the white noise variance that was removed
         self.power = [0.0] * nphases   # mean v*i, phase-compensated
         self.reactive = [0.0] * nphases  # the same with the voltage a quarter cycle back
-        self.clipped = [0] * nphases   # codes on a rail, current or voltage (a count, not a mean)
+        self.clipped = [0] * nphases   # codes outside the linear range, current or voltage (a count)
 
     def clear(self):
         self.sets = 0
@@ -70,7 +70,8 @@ class BurstAnalyzer:
     """Adds bursts to the running window (process) and closes it (finish); keeps what carries over
     between windows (DC bias, frequency, voltage delays)."""
 
-    def __init__(self, channels, phases, voltage_inputs, skew_us=None, ct_lag_deg=None, burst_s=BURST_S_MAX):
+    def __init__(self, channels, phases, voltage_inputs, skew_us=None, ct_lag_deg=None, burst_s=BURST_S_MAX,
+                 bias_code=2048, linear_codes=(1, 4094)):
         self.channels = tuple(channels)
         self.nch = len(channels)
         self.nphases = phases
@@ -88,13 +89,17 @@ class BurstAnalyzer:
                         for p in range(phases)]
         self._skew = [(self.i_index[p] - self.v_index[p]) / n if skew_us is None
                       else skew_us[self.i_index[p]] - skew_us[self.v_index[p]] for p in range(phases)]
-        self.bias = array("i", [2048] * n)      # removed by the kernel; fixed within a window
+        # bias_code: the front end's DC bias by design (the board's ADC_BIAS_CODE), where tracking starts;
+        # linear_codes: the codes the ADC converts linearly (ADC_LINEAR_CODES), others count as clipped.
+        self.bias = array("i", [bias_code] * n)  # removed by the kernel; fixed within a window
         g = self.geo = array("i", [0] * accum.GEOMETRY_WORDS)
         g[accum.G_NCH] = n
         g[accum.G_NPAIRS] = phases
         g[accum.G_CHUNK] = accum.CHUNK_SETS
         g[accum.G_V1] = self.v_index[0]
-        g[accum.G_LEVEL] = 2048 * FRAC
+        g[accum.G_LEVEL] = bias_code * FRAC
+        g[accum.G_LIN_LO] = linear_codes[0]
+        g[accum.G_LIN_HI] = linear_codes[1]
         g[accum.G_LAG_US] = LAG_US
         g[accum.G_PRE_US] = DERIVED_US if self.derived else 0
         g[accum.G_HYST] = CROSS_HYST

@@ -44,8 +44,9 @@ class Meter:
     channels are read evenly spaced and scaled by the board's V_PER_COUNT / A_PER_COUNT. burst_s: the
     longest burst it will be given (tools/replay's are whole windows; the device's are short)."""
 
-    def __init__(self, board, settings, skew_us=None, scale=None, counters=None, burst_s=None):
+    def __init__(self, board, settings, skew_us=None, scale=None, counters=None, burst_s=None, factory=None):
         self.board = board
+        self.factory = factory      # the unit's factory calibration (calibration.py): gains per channel
         self.skew_us = skew_us
         self.scale = scale
         self.burst_s = burst_s
@@ -64,8 +65,10 @@ class Meter:
         if self.skew_us is not None:
             skew = [self.skew_us[c] for c in channels]
         cal = settings["calibration"]
+        board = self.board
         analyzer = BurstAnalyzer(channels, nphases, vin, skew, cal["i_phase_deg"][:nphases],
-                                 self.burst_s or BURST_S_MAX)
+                                 self.burst_s or BURST_S_MAX, getattr(board, "ADC_BIAS_CODE", 2048),
+                                 getattr(board, "ADC_LINEAR_CODES", (1, 4094)))
         old = getattr(self, "analyzer", None)
         if old is not None and old.channels == channels:
             analyzer.carry_over(old)        # the same inputs: their DC bias and the frequency stay known
@@ -77,8 +80,12 @@ class Meter:
         diag = [PhaseDiagnostics() for _ in range(nphases)]
         readings = _readings(nphases, diag)
         # Counts to units per phase, calibration and inversion in: volts, amps, watts.
-        v_scale = [v_per_count[p] * cal["v_gain"][0 if derived else p] for p in range(nphases)]
-        a_scale = [a_per_count[p] * cal["i_gain"][p] for p in range(nphases)]
+        # The factory's gains (per ADC channel, calibration.py) correct the unit, the settings' the CTs.
+        fv = self.factory["v_gain"] if self.factory else (1.0, 1.0, 1.0)
+        fi = self.factory["i_gain"] if self.factory else (1.0, 1.0, 1.0)
+        v_scale = [v_per_count[p] * fv[0 if derived else p] * cal["v_gain"][0 if derived else p]
+                   for p in range(nphases)]
+        a_scale = [a_per_count[p] * fi[p] * cal["i_gain"][p] for p in range(nphases)]
         w_scale = [v_scale[p] * a_scale[p] * (-1.0 if settings["invert"][p] else 1.0) for p in range(nphases)]
         last_power = [0.0] * nphases
         amps = [0] * nphases
@@ -123,7 +130,7 @@ class Meter:
     def _burst_amps(self, p):
         a = self.analyzer
         var = a.var16[a.i_index[p]] / 16 - a.stats.i_noise[p]     # less the latest window's noise
-        return math.sqrt(max(0.0, var)) * self.a_per_count[p] * self.settings["calibration"]["i_gain"][p]
+        return math.sqrt(max(0.0, var)) * self._a_scale[p]
 
     def close_window(self, elapsed_s):
         """Finish the window that lasted elapsed_s: returns the readings of contract §4 without seq, time,

@@ -16,7 +16,8 @@ SCENARIO = {
 }
 CHANNELS = ["v1", "v2", "v3", "i1", "i2", "i3"]
 READ_US = 35                                          # boards/sim.py ADC_READ_US
-V_PER_COUNT, A_PER_COUNT = 0.2878, {"home": 0.1009, "public": 0.4036}   # boards/sim.py
+V_PER_COUNT, A_PER_COUNT = 0.4728, {"home": 0.1465, "public": 0.5859}   # boards/sim.py
+BIAS_CODE = 1319                                                        # boards/sim.py ADC_BIAS_CODE
 
 
 def run_capture(tmp_path, name, *args):
@@ -104,11 +105,11 @@ def test_rms_times_scale_is_the_scenarios_voltage_and_current(capture):
         assert rms(cols[3 + j]) == pytest.approx(want, rel=2e-3), CHANNELS[3 + j]
 
 
-def test_bias_is_near_but_not_exactly_mid_scale(capture):
+def test_bias_is_near_but_not_exactly_the_design_bias(capture):
     head, cols = capture
     for name, col in zip(CHANNELS, cols, strict=True):
         bias = sine_fit(col, head["rate_hz"], 60.0)[2]
-        assert 6 <= abs(bias - 2048) <= 62, (name, bias)
+        assert 6 <= abs(bias - BIAS_CODE) <= 62, (name, bias)
 
 
 def test_noise_on_a_channel_without_current_is_the_scenarios(capture):

@@ -83,6 +83,18 @@ def _adc(adc):
     adc["noise_lsb"] = _number(adc.get("noise_lsb", 1.5), "adc.noise_lsb", 0.0, 100.0)
     adc["jitter_us"] = _number(adc.get("jitter_us", 0.5), "adc.jitter_us", 0.0, 100.0)
     adc["nonlinearity"] = _number(adc.get("nonlinearity", 0.0), "adc.nonlinearity", -50.0, 50.0)
+    # The chip's transfer curve (tools/simhw/sim_adc.py): Espressif's 11 dB characteristic or an ideal
+    # line; the typical chip, or one drawn from the seed (chip_spread, chip_seed), or pinned.
+    adc["curve"] = adc.get("curve", "esp32")
+    if adc["curve"] not in ("esp32", "linear"):
+        raise ScenarioError("adc.curve: esp32 or linear")
+    adc["chip_spread"] = bool(adc.get("chip_spread", False))
+    if adc.get("chip_seed") is not None:
+        adc["chip_seed"] = int(_number(adc["chip_seed"], "adc.chip_seed", 1, 1 << 30))
+    if adc.get("vref_mv") is not None:
+        adc["vref_mv"] = _number(adc["vref_mv"], "adc.vref_mv", 1000, 1200)
+    if adc.get("offset_mv") is not None:
+        adc["offset_mv"] = _number(adc["offset_mv"], "adc.offset_mv", 0, 300)
     adc["sensor"] = adc.get("sensor", "home")
     if adc["sensor"] not in SENSORS:
         raise ScenarioError("adc.sensor: home or public")
