@@ -9,6 +9,7 @@ from array import array
 import calibration
 import identity
 import log
+from clock import Clock
 from energy import EnergyStore
 from meter import Meter
 from netsup import NetworkSupervisor
@@ -28,16 +29,6 @@ MIN_BURST_MS = 80            # 4 cycles: a shorter burst has too few whole cycle
 MAX_CODES = 65536            # the burst buffer's codes at most (see _codes)
 GC_EVERY_BYTES = 2048        # a collection after this much allocation (see run())
 NO_MEMORY_BACKOFF_MS = 1000  # a task that met a MemoryError waits this long (others free memory) and goes on
-UNIX_2000 = 946684800        # seconds from 1970 to 2000 (the ESP32's time() epoch)
-CLOCK_SET_AFTER = 1700000000  # a Unix time before this means the clock was never set
-
-
-def unix_time():
-    """Unix UTC seconds, or None while the clock is not set (no NTP yet)."""
-    t = time.time()
-    if time.gmtime(0)[0] == 2000:
-        t += UNIX_2000
-    return int(t) if t >= CLOCK_SET_AFTER else None
 
 
 def _load_board():
@@ -57,7 +48,6 @@ class Device:
     def __init__(self):
         self.board = _load_board()
         self.hal = __import__(self.board.HAL).Hal(self.board)
-        self.factory = calibration.load(self.flash_dir)   # this unit's ADC gains (tools/provision)
         self.flash_dir = self.hal.flash_dir
         try:
             self.serial, self.pin = identity.load(self.flash_dir)
@@ -67,6 +57,7 @@ class Device:
             self.serial, self.pin = None, None
         self.settings = Settings(self.flash_dir)
         self.settings.load()
+        self.factory = calibration.load(self.flash_dir)   # this unit's ADC gains (tools/provision)
         self.energy_store = EnergyStore(self.flash_dir)
         self.meter = None
         self.net = NetworkSupervisor(self.hal, self.flash_dir, self.serial, self.pin)
@@ -75,6 +66,8 @@ class Device:
         self.readings = None          # the latest readings message (contract §4)
         self.boot_ms = time.ticks_ms()
         self.uplink = Uplink(self)
+        self.clock = Clock(self)
+        self.clock.on_change = self.uplink.clock_changed
         self.max_late_ms = 0          # the latest a readings window has closed since boot
 
     def uplink_state(self):
@@ -240,7 +233,7 @@ async def metering_task(dev, sampler=None):
             seq += 1
             readings["seq"] = seq
             readings["uptime_s"] = Exact(up_s, up_ms, 3)
-            readings["time"] = unix_time()
+            readings["time"] = dev.clock.unix_time()
             readings["interval_s"] = closed_interval_s
             dev.readings = readings
             dev.uplink.wake.set()            # new readings to publish
@@ -375,6 +368,7 @@ async def run(dev):
     asyncio.create_task(watchdog_task(dev))
     asyncio.create_task(status_task(dev))
     asyncio.create_task(keep_running("mqtt", dev.uplink.run))
+    asyncio.create_task(keep_running("clock", dev.clock.run))
     await metering_task(dev, sampler)
 
 

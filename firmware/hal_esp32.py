@@ -15,6 +15,9 @@ NO_IP_AFTER_MS = 15000      # associated this long without a DHCP lease: "no_ip"
 STALE_FAILURE_MS = 10000    # see WifiStation.connect()
 PHY_POWER_UP_MS = 100       # the PHY (and the WT32-ETH01's 50 MHz oscillator) settle after power-on
 READ_US_TOLERANCE = 0.5     # warn when the measured ADC read time is this far off the board's nominal
+# time.time() counts from 2000 on the ESP32 (MICROPY_EPOCH_IS_2000, every release from 1.22); the port
+# adds the 30 years itself where mbedTLS asks for the time (ports/esp32/main.c platform_mbedtls_time)
+EPOCH_TO_UNIX = 946684800 if time.gmtime(0)[0] == 2000 else 0
 
 # ESP-IDF disconnect reasons that WLAN.status() reports (network.STAT_WRONG_PASSWORD = 202,
 # STAT_NO_AP_FOUND = 201, ...; others only once a join has used up its retries).
@@ -253,6 +256,18 @@ class Hal:
 
     def broker_override(self):
         return None
+
+    def ntp_override(self):
+        return None
+
+    def unix_time(self):
+        """Unix seconds of the RTC (kept across a soft reset, 2000-01-01 after power-on)."""
+        return time.time() + EPOCH_TO_UNIX
+
+    def set_time(self, unix_s, us):
+        # RTC.datetime() sets ESP-IDF's system time (settimeofday): mbedTLS and time.time() read it
+        tm = time.gmtime(unix_s - EPOCH_TO_UNIX)
+        machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], us))
 
     def dns_server(self):
         """(ip, 53) of the DNS server the uplink's network gave us (DHCP), or None."""

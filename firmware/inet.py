@@ -66,3 +66,37 @@ def waiting(poller):
         return True
     return False
 
+
+
+async def udp_exchange(what, server, request, accept, timeout_ms, poll_ms=20):
+    """Send one datagram to server = (ip, port) and wait, without blocking the event loop, up to
+    timeout_ms for a reply that accept(packet) takes: what accept returns is the answer; a datagram it
+    refuses with ValueError (stray, spoofed, broken) is skipped. OSError, naming `what` ("DNS server"),
+    when no reply came in time."""
+    import asyncio
+    import socket
+    import time
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        dest = socket.getaddrinfo(server[0], server[1])[0][-1]    # an IP literal: no look-up
+        sock.sendto(request, dest)
+        poller = readable_poller(sock)
+        end = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while time.ticks_diff(end, time.ticks_ms()) > 0:
+            if not waiting(poller):          # nothing yet: no empty recv (its garbage, see waiting)
+                await asyncio.sleep_ms(poll_ms)
+                continue
+            try:
+                packet = sock.recv(1500)
+            except OSError:                  # EAGAIN after all
+                await asyncio.sleep_ms(poll_ms)
+                continue
+            try:
+                return accept(packet)
+            except ValueError:               # not our answer: keep waiting for it
+                continue
+        raise OSError("%s %s:%d did not answer in %d ms" % (what, server[0], server[1], timeout_ms))
+    finally:
+        sock.close()

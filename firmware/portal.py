@@ -47,6 +47,7 @@ class Portal:
     def status(self):
         st = self.dev.net.status()
         st["uplink"] = self.dev.uplink_state()
+        st["clock"] = self.dev.clock.state
         st["serial"] = self.dev.serial
         st["firmware"] = VERSION
         return st

@@ -1,11 +1,9 @@
 # Broker name look-up without blocking: one A query over UDP to the network's DNS server, awaited on the
 # event loop. socket.getaddrinfo would block the whole device for lwIP's DNS timeout when the DNS
 # server is gone. Answers are cached for their TTL (bounded), so a reconnect needs no look-up at all.
-import asyncio
 import random
 import socket
 import struct
-import time
 
 import inet
 import uptime
@@ -80,29 +78,8 @@ def parse_answer(packet, qid):
 
 async def _ask(name, server):
     qid = random.getrandbits(16)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.setblocking(False)
-        dest = socket.getaddrinfo(server[0], server[1])[0][-1]    # an IP literal: no look-up
-        sock.sendto(query(name, qid), dest)
-        poller = inet.readable_poller(sock)
-        end = time.ticks_add(time.ticks_ms(), TIMEOUT_MS)
-        while time.ticks_diff(end, time.ticks_ms()) > 0:
-            if not inet.waiting(poller):     # nothing yet: no empty recv (its garbage, inet.waiting)
-                await asyncio.sleep_ms(POLL_MS)
-                continue
-            try:
-                packet = sock.recv(1500)
-            except OSError:                  # EAGAIN after all
-                await asyncio.sleep_ms(POLL_MS)
-                continue
-            try:
-                return parse_answer(packet, qid) or (None, 0)
-            except ValueError:               # a stray or broken datagram: keep waiting for ours
-                continue
-        raise OSError("DNS server %s did not answer in %d ms" % (server[0], TIMEOUT_MS))
-    finally:
-        sock.close()
+    return await inet.udp_exchange("DNS server", server, query(name, qid),
+                                   lambda packet: parse_answer(packet, qid) or (None, 0), TIMEOUT_MS, POLL_MS)
 
 
 async def resolve(name, server, system_resolver=False):

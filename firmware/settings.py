@@ -27,6 +27,7 @@ DEFAULTS = {
         "ca_file": "ca.pem",
     },
     "ha_discovery": False,
+    "ntp_server": "pool.ntp.org",
     "calibration": {
         "v_gain": [1.0, 1.0, 1.0],
         "i_gain": [1.0, 1.0, 1.0],
@@ -62,6 +63,7 @@ _ROOT = (
     ("supply_max_a", ("opt", ("pos", 4000))),
     ("mqtt", ("obj", _MQTT)),
     ("ha_discovery", ("bool",)),
+    ("ntp_server", ("text", 1, 253, "host")),
     ("calibration", ("obj", _CALIBRATION)),
 )
 

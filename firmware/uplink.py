@@ -49,11 +49,30 @@ class Uplink:
         self.outbox = []            # (topic, payload, retain, qos): alarms, config answers
         self.message = None         # the buffer readings and discovery are written into (buffer()), kept
         self.republish = False      # info, config and discovery again (settings changed, HA restarted)
+        self.info_due = False       # info alone again (the clock's state changed)
         self.reconnect = False      # the broker settings changed: end this session
         self.sent_seq = None
         self.alarm = SupplyAlarm()
         self.failures = 0
         self.session_up = False     # the latest session got as far as CONNACK
+        self.clock_wait_logged = False
+
+    def clock_changed(self):
+        """The clock was set (or failed): `info` says so again."""
+        self.info_due = True
+        self.wake.set()
+
+    def waits_for_clock(self, tls):
+        """True while TLS cannot start: without the time no certificate can be checked (an ESP32 boots
+        at 2000-01-01, before every certificate's start), so trying would only fail as `tls`."""
+        if not tls or self.dev.clock.unix_time() is not None:
+            self.clock_wait_logged = False
+            return False
+        if not self.clock_wait_logged:
+            self.clock_wait_logged = True
+            log.info("mqtt", "TLS waits for the clock (clock %s): certificates cannot be checked without "
+                     "the time" % self.dev.clock.state)
+        return True
 
     @property
     def state(self):
@@ -98,8 +117,8 @@ class Uplink:
     async def run(self):
         while True:
             target = self.target()
-            if self.state == "disabled":      # waits for a broker and the network, not for a back-off
-                await asyncio.sleep_ms(500)
+            if self.state == "disabled" or self.waits_for_clock(target[2]):
+                await asyncio.sleep_ms(500)   # waits for a broker, the network, the clock: no back-off
                 continue
             self.session_up = False
             try:
@@ -177,6 +196,9 @@ class Uplink:
         if self.republish:
             self.republish = False
             await self.publish_state(removed=True)
+        if self.info_due:
+            self.info_due = False
+            await conn.publish(self.base() + "/info", json.dumps(self.info()), True, 1)
         r = self.dev.readings
         if r is not None and r["seq"] != self.sent_seq:
             self.sent_seq = r["seq"]
@@ -203,6 +225,7 @@ class Uplink:
         conn = self.conn
         s = dev.settings.current
         base = self.base()
+        self.info_due = False
         await conn.publish(base + "/info", json.dumps(self.info()), True, 1)
         await conn.publish(base + "/config", json.dumps(settings_schema.public_view(s)), True, 1)
         if not (s["ha_discovery"] or removed):
@@ -236,7 +259,7 @@ class Uplink:
                 rssi = None
         return {"serial": dev.serial, "firmware": VERSION, "board": dev.board.NAME, "sensor": s["sensor"],
                 "rated_a": settings_schema.RATED_A[s["sensor"]], "phases": s["phases"],
-                "network": net["network"], "ip": net["ip"], "rssi_dbm": rssi}
+                "network": net["network"], "ip": net["ip"], "rssi_dbm": rssi, "clock": dev.clock.state}
 
     # -- incoming (the connection's callback, in its reader task) ------------------------------
     def incoming(self, topic, msg):

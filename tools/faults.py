@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "tests", "host"), os.path.join(ROOT, "tools")]
 
+import ntpd  # noqa: E402
 from brokers import Mosquitto, Subscriber, make_tls_files  # noqa: E402
 from simctl import Sim, free_port  # noqa: E402
 from uplink_rig import (  # noqa: E402
@@ -659,7 +660,7 @@ def heap_table(work, rng, rounds):
             cmd, env, cwd = _runtime(runtime)
             env.update(AMPGUARD_BOARD="sim", AMPGUARD_STATE=str(state), AMPGUARD_SCENARIO=str(scenario),
                        AMPGUARD_PROBE="table", AMPGUARD_PROBE_MODULES=",".join(firmware_import_order()),
-                       AMPGUARD_PROBE_TLS="localhost:%d" % secure.port,
+                       AMPGUARD_PROBE_TLS="localhost:%d" % secure.port, AMPGUARD_NTP=ntpd.shared(),
                        AMPGUARD_HTTP="127.0.0.1:%d" % free_port(),
                        AMPGUARD_DNS="127.0.0.1:%d" % free_port(socket.SOCK_DGRAM))
             env.pop("AMPGUARD_BROKER", None)

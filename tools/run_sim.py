@@ -1,4 +1,5 @@
-"""`make sim`: a local MQTT broker (if none listens on 127.0.0.1:1883) and the simulator, until Ctrl-C."""
+"""`make sim`: a local MQTT broker (if none listens on 127.0.0.1:1883), a local NTP server (chronyd
+serving the host's clock on 127.0.0.1:12300) and the simulator, until Ctrl-C."""
 import argparse
 import os
 import shutil
@@ -12,6 +13,38 @@ import time
 from mpenv import ROOT
 
 HOST = "127.0.0.1"
+NTP_PORT = 12300
+
+
+def ntp_answers(port):
+    """True when an NTP server answers on HOST:port (one SNTP request, 0.5 s)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.5)
+        try:
+            s.sendto(b"\x23" + bytes(47), (HOST, port))
+            return len(s.recv(100)) >= 48
+        except OSError:
+            return False
+
+
+def start_ntp(port):
+    """chronyd serving this host's clock on loopback, never setting it (-x); None without chronyd."""
+    chronyd = shutil.which("chronyd") or "/usr/sbin/chronyd"      # sbin: not on every user's PATH
+    if not os.path.exists(chronyd):
+        return None
+    folder = tempfile.mkdtemp(prefix="ampguard-ntp-")
+    conf = os.path.join(folder, "chrony.conf")
+    with open(conf, "w") as f:
+        f.write("port %d\nbindaddress %s\nlocal stratum 8\nallow %s\ncmdport 0\npidfile %s\n"
+                % (port, HOST, HOST, os.path.join(folder, "chronyd.pid")))
+    proc = subprocess.Popen([chronyd, "-x", "-d", "-f", conf], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not ntp_answers(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            return None
+    return proc
 
 
 def listening(port):
@@ -70,8 +103,16 @@ def main():
     else:
         broker, name = start_broker(port, args.broker_impl)
         print("make sim: started %s on %s:%d" % (name, HOST, port))
+    ntp = None
+    if ntp_answers(NTP_PORT):
+        print("make sim: using the NTP server already answering on %s:%d" % (HOST, NTP_PORT))
+    else:
+        ntp = start_ntp(NTP_PORT)
+        print("make sim: started chronyd on %s:%d" % (HOST, NTP_PORT) if ntp else
+              "make sim: no chronyd: the simulated clock is set from the ntp_server setting, if reachable")
     sim = subprocess.Popen([os.path.join(ROOT, "tools", "sim"), "--state", args.state, "--scenario",
-                            args.scenario, "--http", args.http, "--broker", "%s:%d" % (HOST, port)],
+                            args.scenario, "--http", args.http, "--broker", "%s:%d" % (HOST, port)]
+                           + (["--ntp", "%s:%d" % (HOST, NTP_PORT)] if ntp or ntp_answers(NTP_PORT) else []),
                            start_new_session=True)
     print("make sim: portal  http://%s/   (scenario: %s, edit it while running)" % (args.http, args.scenario))
     print("make sim: watch   mosquitto_sub -h %s -p %d -t 'ampguard/#' -v" % (HOST, port))
@@ -87,9 +128,10 @@ def main():
                 break
             time.sleep(0.2)
     finally:
-        if broker:
-            broker.terminate()
-            broker.wait(10)
+        for proc in (broker, ntp):
+            if proc:
+                proc.terminate()
+                proc.wait(10)
     return sim.returncode
 
 

@@ -7,6 +7,7 @@ set -euo pipefail
 need=()
 check() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
 check mosquitto mosquitto            # the broker of make sim and of the uplink tests
+check chronyd chrony                 # an NTP server on loopback: make sim and the clock tests
 check mosquitto_sub mosquitto-clients  # the README's examples: watch and send MQTT messages
 check chromium chromium              # the portal's browser test (driven by Playwright)
 check ip iproute2                    # network namespaces: a phone and a device on their own links

@@ -46,6 +46,8 @@ def parse_args(argv):
     p.add_argument("--http", default="127.0.0.1:8080", help="portal address HOST:PORT")
     p.add_argument("--dns", default="127.0.0.1:5353", help="DNS server address HOST:PORT")
     p.add_argument("--broker", help="MQTT broker HOST:PORT, overriding the configured one")
+    p.add_argument("--ntp", help="NTP server HOST:PORT, overriding the ntp_server setting (the simulated "
+                   "clock starts at 2000-01-01 until it is set, as on an ESP32)")
     p.add_argument("--serial", help="serial number for a new state folder (ends in G)")
     p.add_argument("--pin", help="8-digit PIN for a new state folder")
     p.add_argument("--heap", help="MicroPython heap size, as -X heapsize (e.g. 128K)")
@@ -160,6 +162,7 @@ class Device:
             "AMPGUARD_HTTP": args.http,
             "AMPGUARD_DNS": args.dns,
             "AMPGUARD_BROKER": args.broker or "",
+            "AMPGUARD_NTP": args.ntp or "",
             "AMPGUARD_WDT_PORT": str(wdt_port),
             "AMPGUARD_SEED": str(args.seed),
         })

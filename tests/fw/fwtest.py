@@ -52,8 +52,9 @@ TICKS_PERIOD = 1 << 30           # MicroPython's ticks_ms period (every port)
 
 
 class FakeClock:
-    """Stands in for `time` in firmware/app.py: ticks_ms wraps like MicroPython's, time() says 'clock
-    not set'; `total` is the ms since the start, never wrapping (the truth to check against)."""
+    """Stands in for `time` in firmware/app.py (and for the device's wall clock): ticks_ms wraps like
+    MicroPython's, time() and unix_time() say 'clock not set'; `total` is the ms since the start, never
+    wrapping (the truth to check against)."""
 
     def __init__(self, now=1000):
         self.now = now
@@ -75,8 +76,27 @@ class FakeClock:
     def time(self):
         return 0
 
+    def unix_time(self):      # as the device's clock.Clock (dev.clock): not set
+        return None
+
     def gmtime(self, t):
         return (1970, 1, 1, 0, 0, 0, 3, 1)
+
+
+class WallClock:
+    """Stands in for the device's wall clock (firmware/clock.py Clock): `now` is the Unix time, None
+    while not set; `failed` says the latest try to set it failed."""
+
+    def __init__(self, now=None, failed=False):
+        self.now = now
+        self.failed = failed
+
+    def unix_time(self):
+        return self.now
+
+    @property
+    def state(self):
+        return "set" if self.now is not None else "failed" if self.failed else "unset"
 
 
 class DeviceStub:
@@ -96,6 +116,7 @@ class DeviceStub:
         self.max_late_ms = 0
         self.published = []
         self.stop_after = stop_after
+        self.factory = None           # no factory calibration (calibration.py): the board's scales
 
     def load(self):
         return None
@@ -108,4 +129,3 @@ class DeviceStub:
 
     def currents(self, amps):
         pass
-        self.factory = None           # no factory calibration (calibration.py): the board's scales

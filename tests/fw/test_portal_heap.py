@@ -13,7 +13,7 @@ import portal
 import readings_json
 import settings
 import sim
-from fwtest import IS_MICROPYTHON
+from fwtest import IS_MICROPYTHON, WallClock
 from meter import Meter
 from readings_json import Exact
 from test_httpd import FakeWriter, run
@@ -39,6 +39,7 @@ class _Dev:
 
     def __init__(self, readings):
         self.readings = readings
+        self.clock = WallClock(1763900000)
 
     def uplink_state(self):
         return "connected"

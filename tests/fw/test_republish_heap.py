@@ -15,7 +15,7 @@ import readings_json
 import settings
 import uplink
 from fwfiles import rmtree, scratch
-from fwtest import IS_MICROPYTHON, RUNTIME
+from fwtest import IS_MICROPYTHON, RUNTIME, WallClock
 
 SERIAL = "2312000042G"
 BASE = "ampguard/" + SERIAL
@@ -48,6 +48,7 @@ class Device:
         self.serial = SERIAL
         self.net = Net()
         self.readings = None
+        self.clock = WallClock(1763900000)
 
 
 class Writer:

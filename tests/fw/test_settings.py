@@ -45,6 +45,9 @@ BAD = (
     ({"mqtt": {"host": "broker:1883"}}, "mqtt.host"),
     ({"mqtt": {"host": "my broker"}}, "mqtt.host"),
     ({"mqtt": {"host": "b" * 254}}, "mqtt.host"),
+    ({"ntp_server": ""}, "ntp_server"),               # no clock at all would leave TLS waiting forever
+    ({"ntp_server": None}, "ntp_server"),
+    ({"ntp_server": "ntp.lan:123"}, "ntp_server"),
     ({"mqtt": {"port": 0}}, "mqtt.port"),
     ({"mqtt": {"port": 65536}}, "mqtt.port"),
     ({"mqtt": {"port": 1883.5}}, "mqtt.port"),
@@ -137,6 +140,7 @@ def test_a_change_that_is_not_an_object_is_refused():
 def test_good_values_are_accepted():
     good = {"interval_s": 60, "sensor": "public", "phases": 1, "voltage_inputs": 3, "generation": True,
             "invert": [True, False, True], "supply_max_a": 63, "ha_discovery": True,
+            "ntp_server": "192.168.1.1",
             "mqtt": {"host": "192.168.1.10", "port": 8883, "tls": True, "username": "meter",
                      "password": "pä ss wörd", "prefix": "site-1/meters", "ca_file": "my_ca.pem"},
             "calibration": {"v_gain": [0.5, 1.0, 2.0], "i_gain": [1.01, 0.99, 1],

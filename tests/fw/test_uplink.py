@@ -8,6 +8,7 @@ import json
 import mqtt
 import uplink
 from fwfiles import LogCapture, read_raw, rmtree, scratch
+from fwtest import WallClock
 from settings import Settings
 
 SERIAL = "2312000042G"
@@ -51,6 +52,7 @@ class Device:
         self.net = Net(network)
         self.hal = Hal(broker)
         self.readings = None
+        self.clock = WallClock(1763900000)
 
 
 def _states_while_running(dev, steps):
@@ -113,6 +115,36 @@ def _config_set(dev, msg):
     with LogCapture():
         up.incoming(BASE + "/config/set", msg)
     return up
+
+
+def test_tls_is_not_tried_before_the_clock_is_set_and_the_wait_is_logged_once():
+    # TLS to 127.0.0.1:1 (nothing listens): a try would log "mqtt: 127.0.0.1:1: ..." at once.
+    dev = Device(network="lan", settings={"mqtt": {"host": "127.0.0.1", "port": 1, "tls": True}})
+    dev.clock = WallClock(None, failed=True)
+
+    def clock_set():
+        dev.clock.now = 1763900000
+
+    try:
+        seen, logs = _states_while_running(dev, [(700, _nothing), (300, _nothing)])
+        assert seen == ["connecting", "connecting"], seen
+        text = logs.text()
+        assert "mqtt: 127.0.0.1:1: " not in text, text        # no connection was tried
+        assert text.count("TLS waits for the clock (clock failed)") == 1, text
+        seen, logs = _states_while_running(dev, [(100, clock_set), (500, _nothing)])
+        assert "mqtt: 127.0.0.1:1: " in logs.text(), logs.text()     # tried once the clock is set
+    finally:
+        rmtree(dev.flash_dir)
+
+
+def test_plain_mqtt_does_not_wait_for_the_clock():
+    dev = Device(network="lan", settings={"mqtt": {"host": "127.0.0.1", "port": 1, "tls": False}})
+    dev.clock = WallClock(None)
+    try:
+        seen, logs = _states_while_running(dev, [(500, _nothing)])
+        assert "mqtt: 127.0.0.1:1: " in logs.text() and "TLS waits" not in logs.text(), logs.text()
+    finally:
+        rmtree(dev.flash_dir)
 
 
 def test_a_valid_config_set_is_stored_and_echoed_retained():

@@ -42,6 +42,10 @@ class Sim:
         self._log = open(self.log_path, "ab")
         cmd = [SIM, "--state", self.state, "--scenario", self.scenario_path, "--http", self.http,
                "--dns", self.dns] + self.args
+        if "--ntp" not in self.args:        # a clock, as on a site with Internet access
+            import ntpd
+
+            cmd += ["--ntp", ntpd.shared()]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
                                      cwd=ROOT)
         return self

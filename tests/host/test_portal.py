@@ -110,7 +110,7 @@ def test_probes_and_foreign_hosts_are_sent_to_the_portal(sim):
 def test_status_of_a_factory_new_device(sim):
     st = get_json(sim, "/api/status")
     assert st == {"state": "unprovisioned", "network": None, "ssid": None, "ip": None, "error": None,
-                  "uplink": "disabled", "serial": "2312000042G", "firmware": "0.1.0"}
+                  "uplink": "disabled", "clock": "unset", "serial": "2312000042G", "firmware": "0.1.0"}
 
 
 @pytest.mark.parametrize("fields,field", [

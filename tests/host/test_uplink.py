@@ -35,9 +35,11 @@ def shared_rig(tmp_path_factory):
 
 def test_status_info_and_config_are_retained_after_connect(shared_rig):
     shared_rig.sub.wait_for(BASE + "/status", lambda m: m.payload == b"online", timeout=20)
-    info = shared_rig.sub.wait_for(BASE + "/info", timeout=10).json()
+    # info again once the clock is set (a first one may say "unset": plain MQTT does not wait for it)
+    info = shared_rig.sub.wait_for(BASE + "/info", lambda m: m.json()["clock"] == "set", timeout=20).json()
     assert info == {"serial": SERIAL, "firmware": info["firmware"], "board": "sim", "sensor": "home",
-                    "rated_a": 100, "phases": 3, "network": "lan", "ip": info["ip"], "rssi_dbm": None}
+                    "rated_a": 100, "phases": 3, "network": "lan", "ip": info["ip"], "rssi_dbm": None,
+                    "clock": "set"}
     assert info["firmware"] and info["ip"]
     config = shared_rig.sub.wait_for(BASE + "/config", timeout=10).json()
     assert config["interval_s"] == 1 and config["mqtt"]["password_set"] is False

@@ -12,6 +12,7 @@ from sim_adc import SimAdc
 
 RESET_EXIT_CODE = 75
 AP_IP = "192.168.251.1"
+UNIX_2000_MS = 946684800000     # the RTC's time after power-on: 2000-01-01
 
 
 def _env(name, default=None):
@@ -295,6 +296,7 @@ class Hal:
         self.lan = Lan(self.scenario) if board.LAN else None
         self._wdt = Watchdog(int(_env("AMPGUARD_WDT_PORT", "0")))
         self._seed = int(_env("AMPGUARD_SEED", "1"))
+        self._clock_offset_ms = UNIX_2000_MS - time.time_ns() // 1000000
         self._adc_table = None
         probe_ms = int(_env("AMPGUARD_HEAP_PROBE_MS", "0"))
         self._heap_probe = HeapProbe(probe_ms, _env("AMPGUARD_HEAP_MAP") == "1") if probe_ms > 0 else None
@@ -331,6 +333,18 @@ class Hal:
     def broker_override(self):
         b = _env("AMPGUARD_BROKER")
         return _addr(b, b) if b else None
+
+    def ntp_override(self):
+        # The simulated world's NTP server (tools/sim --ntp; tests run a real one on loopback)
+        n = _env("AMPGUARD_NTP")
+        return _addr(n, n) if n else None
+
+    def unix_time(self):
+        """The simulated RTC: 2000-01-01 at boot, like an ESP32 after power-on, until set_time()."""
+        return (time.time_ns() // 1000000 + self._clock_offset_ms) // 1000
+
+    def set_time(self, unix_s, us):
+        self._clock_offset_ms = unix_s * 1000 + us // 1000 - time.time_ns() // 1000000
 
     def dns_server(self):
         # The simulated network's DNS server (tests point it at a real one on loopback); None: the

@@ -200,6 +200,9 @@ async def _tasks(app, dev, board):
     await step("portal task: HTTP server listening")
     asyncio.create_task(app.dns_task(dev))
     await step("DNS task: captive DNS server")
+    asyncio.create_task(dev.clock.run())
+    await step("clock task, the clock set by SNTP (sntp.py loaded only while it asks)",
+               cond=lambda: dev.clock.state == "set", label="the clock set")
     asyncio.create_task(dev.uplink.run())
     await step("MQTT uplink task, session up over plain TCP (info, config, discovery sent)",
                cond=lambda: dev.uplink.state == "connected" and dev.uplink.sent_seq is not None,
