@@ -604,7 +604,7 @@ def simulator_share(runtime):
     cmd, env, cwd = _runtime(runtime)
     env.update(AMPGUARD_BOARD="sim", AMPGUARD_STATE=tempfile.mkdtemp(prefix="ampguard-probe-"),
                AMPGUARD_SCENARIO=os.path.join(ROOT, "tools", "scenarios", "default.json"),
-               AMPGUARD_PROBE="hardware")
+               AMPGUARD_PROBE="hardware", AMPGUARD_PROBE_LWIP=os.path.join(ROOT, "tools", "simhw", "lwip"))
     out = subprocess.run(cmd + ["-c", "import heap_probe"], env=env, capture_output=True, text=True,
                          timeout=60, cwd=cwd)
     try:

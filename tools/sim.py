@@ -7,7 +7,9 @@ watchdog timeout, and turns SIGTERM/SIGINT into an orderly shutdown of the child
 Two runtimes (named as in tools/mpenv.py): `micropython`, the 64-bit unix port of .venv with the
 firmware precompiled to .mpy (tools/simbuild.py), and `esp32-like`, the 32-bit float32 build of
 tools/esp32like with the firmware frozen in, as in an ESP32 image (only the simulated hardware,
-tools/simhw, is loaded from files).
+tools/simhw, is loaded from files). On both, the device has the ESP32's 10 sockets
+(tools/simhw/lwip/socket.py); --ticks-start-ms starts its ticks near their wrap (docs/design.md, "The
+simulator's limits").
 """
 import argparse
 import json
@@ -33,7 +35,12 @@ DEFAULT_SERIAL = "2312000042G"
 DEFAULT_PIN = "12345678"
 DEFAULT_SCENARIO = os.path.join(ROOT, "tools", "scenarios", "default.json")
 SIMHW = os.path.join(ROOT, "tools", "simhw")
+# The device's `socket`, keeping to the ESP32's 10 lwIP sockets (tools/simhw/lwip/socket.py)
+SOCKET_BUDGET = os.path.join(SIMHW, "lwip")
 RUNTIMES = ("micropython", "esp32-like")
+TICKS_PERIOD_MS = 1 << 30     # the esp32-like runtime's (and the ESP32's) ticks_ms period
+CLONE_NEWTIME = 0x80
+CLONE_NEWUSER = 0x10000000
 
 
 def parse_args(argv):
@@ -58,9 +65,19 @@ def parse_args(argv):
     p.add_argument("--capture", metavar="FILE", help="write raw ADC sample sets to FILE and exit")
     p.add_argument("--seconds", type=float, default=2.0, help="length of --capture")
     p.add_argument("--sensor", choices=("home", "public"), help="CT type for --capture")
+    p.add_argument("--ticks-start-ms", type=int, metavar="N",
+                   help="test option: the device's time.ticks_ms() reads N at each power-on (ticks_us "
+                   "N*1000 modulo its period), e.g. a few seconds before the 2^30 ms wrap; esp32-like "
+                   "runtime only; needs Linux time namespaces (docs/design.md, the simulator's limits)")
     p.add_argument("--seed", type=int, default=1,
                    help="random seed of the simulated ADC's noise (the same seed gives the same samples)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.ticks_start_ms is not None:
+        if args.runtime != "esp32-like":
+            p.error("--ticks-start-ms needs --runtime esp32-like: the 64-bit runtime's ticks wrap at 2^62 ms")
+        if not 0 <= args.ticks_start_ms < TICKS_PERIOD_MS:
+            p.error("--ticks-start-ms must be from 0 to 2^30 - 1")
+    return args
 
 
 def esp32like_binary():
@@ -144,11 +161,52 @@ def _die_with_launcher():
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def monotonic_offset_ns(ticks_start_ms):
+    """How far ahead of this process's CLOCK_MONOTONIC the device's must run for its ticks_ms() to read
+    ticks_start_ms now: the unix port's ticks_ms/ticks_us (and asyncio's, in C) are CLOCK_MONOTONIC
+    modulo the ticks period, so the shift moves all of them, consistently, as on a device that has been
+    running that long (ticks_us then reads ticks_start_ms*1000 modulo 2^30: both wrap together)."""
+    period_ns = TICKS_PERIOD_MS * 1000000
+    return (ticks_start_ms * 1000000 - time.monotonic_ns()) % period_ns
+
+
+def _enter_shifted_clock(offset_ns):
+    """In the device's process before exec: a new Linux time namespace (5.6+) whose CLOCK_MONOTONIC runs
+    offset_ns ahead; the exec'd runtime starts in it. Needs CAP_SYS_ADMIN (root); without it, in a
+    user namespace of its own first (where the process is root, mapped to the caller's uid)."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    if libc.unshare(CLONE_NEWTIME) != 0:
+        uid, gid = os.getuid(), os.getgid()
+        if libc.unshare(CLONE_NEWUSER | CLONE_NEWTIME) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, "unshare(CLONE_NEWTIME): " + os.strerror(err))
+        for name, text in (("setgroups", "deny"), ("uid_map", "0 %d 1" % uid), ("gid_map", "0 %d 1" % gid)):
+            with open("/proc/self/" + name, "w") as f:
+                f.write(text)
+    with open("/proc/self/timens_offsets", "w") as f:
+        f.write("monotonic %d %d\n" % divmod(offset_ns, 1000000000))
+
+
+def _device_preexec(offset_ns):
+    def preexec():
+        _die_with_launcher()
+        if offset_ns is not None:
+            _enter_shifted_clock(offset_ns)
+    return preexec
+
+
 class Device:
     """One simulated power-on of the device: the MicroPython child process."""
 
     def __init__(self, args, wdt_port):
         cmd, env, cwd = runtime(args.runtime, args.heap)
+        # Before the simulated hardware and the firmware (after ".frozen", which has no socket module):
+        # `import socket` on the device finds the socket budget, not the built-in.
+        path = env["MICROPYPATH"].split(":")
+        path.insert(1 if path[0] == ".frozen" else 0, SOCKET_BUDGET)
+        env["MICROPYPATH"] = ":".join(path)
         if args.runtime == "esp32-like":
             cmd += ["-c", "import app; app.main()"]    # firmware/main.py's two lines (not frozen)
         else:       # main.py beside the .mpy image (tools/simbuild.py), else firmware/main.py
@@ -168,8 +226,13 @@ class Device:
         })
         # Its own session: a terminal's Ctrl-C reaches only the launcher, which passes on exactly one.
         env["AMPGUARD_STOP_ON_STDIN"] = "1"           # see stop() and hal_sim.StopRequest
-        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, start_new_session=True, stdin=subprocess.PIPE,
-                                     preexec_fn=_die_with_launcher)
+        shift = None if args.ticks_start_ms is None else monotonic_offset_ns(args.ticks_start_ms)
+        try:
+            self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, start_new_session=True, stdin=subprocess.PIPE,
+                                         preexec_fn=_device_preexec(shift))
+        except subprocess.SubprocessError as e:     # only the clock's shift can fail in the child
+            raise SystemExit("tools/sim: --ticks-start-ms: cannot shift the device's clock (Linux time "
+                             "namespaces, kernel 5.6+, as root or with user namespaces): %s" % e) from None
         self.wdt_timeout_s = None
         self.last_feed = time.monotonic()
 
@@ -211,6 +274,9 @@ def run_device(args):
     say("device %s, state %s, portal http://%s/, DNS %s%s, runtime %s" % (
         serial, args.state, args.http, args.dns, ", broker " + args.broker if args.broker else "",
         args.runtime))
+    if args.ticks_start_ms is not None:
+        say("ticks_ms() starts at %d at each power-on, %.1f s before it wraps"
+            % (args.ticks_start_ms, (TICKS_PERIOD_MS - args.ticks_start_ms) / 1000))
     boots = 0
     while True:
         boots += 1

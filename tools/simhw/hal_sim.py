@@ -238,7 +238,9 @@ class Watchdog:
         if self._addr is None:
             return
         if self._sock is None:
-            self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            # The watchdog is no socket on a device: outside the device's socket budget (lwip/socket.py)
+            new = getattr(socket, "outside_budget", socket.socket)
+            self._sock = new(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             self._sock.sendto(msg, self._addr)
         except OSError:

@@ -54,6 +54,9 @@ def transient(what, make, per="per request"):
 
 def hardware():
     board = __import__(os.getenv("AMPGUARD_BOARD") or "sim")   # a board file is firmware: not counted
+    lwip = os.getenv("AMPGUARD_PROBE_LWIP")
+    if lwip:        # tools/sim's socket budget (lwip/socket.py) stands in for the chip's lwIP: not firmware
+        sys.path.insert(0, lwip)
     before = used()
     import hal_sim
 
