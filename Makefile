@@ -32,11 +32,15 @@ test: check
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 # Not part of make test: the engine against a plain float implementation, heap per sample and window;
-# then the uplink's latencies on loopback (needs mosquitto).
+# then the uplink's latencies on loopback (needs mosquitto); then a release signature check (P-256) with the
+# chip's heap size, CPython for reference.
 bench: setup
 	$(VENV)/bin/micropython tools/bench/bench_engine.py
 	build/esp32like/micropython tools/bench/bench_engine.py
 	$(PY) tools/bench/bench_uplink.py
+	$(VENV)/bin/micropython -X heapsize=112k tools/bench/bench_verify.py
+	build/esp32like/micropython -X heapsize=112k tools/bench/bench_verify.py
+	$(PY) tools/bench/bench_verify.py
 
 # Not part of make test: the fault-injection campaign (under 20 minutes) and the long soak (MINUTES=60).
 faults: setup

@@ -4,6 +4,7 @@ and calibrate its front end against a reference load.
     tools/provision --serial S --pin P|- (--state DIR | --port PORT) [--force]
     tools/provision --calibrate --reference-v V --reference-a A --url URL (--state DIR | --port PORT)
                     [--windows N]
+    tools/provision --update-key KEY.pub.json (--state DIR | --port PORT) [--force]
 
 Into a simulator state folder (--state DIR) or onto a device over USB (--port PORT; deploy the
 firmware first: the device stores the identity with its own identity.save, atomically). Both values
@@ -19,6 +20,12 @@ reading. Gains further than 10 % from 1 (a wiring or reference fault) are refuse
 written. The gains are stored atomically in the unit's calibration.json (firmware/calibration.py):
 a settings reset keeps them, MQTT cannot change them; the unit applies them from its next start
 (a device is reset at the end). Calibrate with factory settings (the settings' own gains at 1).
+
+--update-key: the vendor's public update key (KEY.pub.json from `tools/release --new-key`:
+{"p256": "<128 hex digits, x||y>"}), checked to be a point of the P-256 curve, stored atomically as
+the unit's update_key.json (firmware/release.py); the unit accepts only releases signed with the matching
+private key (docs/releases.md). A bad key is refused and nothing is written; an existing, different key
+is only replaced with --force.
 """
 import argparse
 import json
@@ -35,6 +42,8 @@ from mpenv import use_firmware_on_cpython
 use_firmware_on_cpython()
 import calibration  # noqa: E402
 import identity  # noqa: E402
+import release  # noqa: E402
+import store  # noqa: E402
 
 # Runs on the device: the identity arrives as a file (not on a command line) and is stored by the
 # firmware's own identity.save into the flash root (mpremote's working folder); an existing,
@@ -201,6 +210,81 @@ def calibrate(args):
     return 0
 
 
+# Runs on the device: the key arrives as a file and is stored by the firmware's own release.check_key and
+# store.write_json (atomic); an existing, different key is kept unless forced.
+DEVICE_UPDATE_KEY = """
+import json, os, release, store
+flash = os.getcwd()
+with open('update_key.new') as f:
+    d = json.load(f)
+os.remove('update_key.new')
+force = d.pop('force')
+release.check_key(d)
+old = release.read_key(flash)
+if old is not None and old.hex() != d['p256'] and not force:
+    print('update-key-kept', old.hex()[:16])
+else:
+    store.write_json(store.join(flash, release.KEY_FILE), d, release.check_key, release.KEY_MAX)
+    print('update-key-saved')
+"""
+
+
+def read_update_key(path):
+    """The key document of a KEY.pub.json, checked ({"p256": lowercase hex}); Refused when it is bad."""
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise Refused("%s: not a readable JSON key file (%s)" % (path, e)) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("p256"), str):
+        raise Refused('%s: expected {"p256": "<128 hex digits>"} (from tools/release --new-key)' % path)
+    key = {"p256": doc["p256"].strip().lower()}
+    try:
+        release.check_key(key)
+    except ValueError as e:
+        raise Refused("%s: %s" % (path, e)) from None
+    return key
+
+
+def update_key_to_state(state, key, force):
+    old = release.read_key(state) if os.path.exists(os.path.join(state, release.KEY_FILE)) else None
+    if old is not None and old.hex() != key["p256"] and not force:
+        raise Refused("%s already holds another update key (%s...; use --force to replace it)"
+                      % (state, old.hex()[:16]))
+    os.makedirs(state, exist_ok=True)
+    store.write_json(store.join(state, release.KEY_FILE), key, release.check_key, release.KEY_MAX)
+
+
+def update_key_to_device(port, key, force):
+    fd, path = tempfile.mkstemp(suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(dict(key, force=force), f)
+        out = device.run(port, ["exec", device.HOLD_WATCHDOG], ["cp", path, ":update_key.new"],
+                         ["exec", DEVICE_UPDATE_KEY], ["reset"], capture=True)
+    finally:
+        os.unlink(path)
+    if "update-key-kept" in out:
+        kept = out.split("update-key-kept", 1)[1].split()[0]
+        raise Refused("the device on %s already holds another update key (%s...; use --force to replace it)"
+                      % (port, kept))
+    if "update-key-saved" not in out:
+        raise Refused("the device did not confirm (is the firmware deployed?):\n%s" % out.strip())
+
+
+def update_key(args):
+    try:
+        key = read_update_key(args.update_key)
+        if args.state:
+            update_key_to_state(args.state, key, args.force)
+        else:
+            update_key_to_device(args.port, key, args.force)
+    except (Refused, device.DeviceError, OSError, ValueError) as e:
+        raise SystemExit("provision: %s; nothing written" % e) from None
+    print("provision: update key %s... written to %s" % (key["p256"][:16], args.state or args.port))
+    return 0
+
+
 def read_pin(arg):
     return sys.stdin.readline().strip() if arg == "-" else arg
 
@@ -218,9 +302,13 @@ def main(argv=None):
     p.add_argument("--reference-a", type=float, help="--calibrate: the reference current (A rms)")
     p.add_argument("--url", help="--calibrate: the running unit's portal, e.g. http://127.0.0.1:8080")
     p.add_argument("--windows", type=int, default=5, help="--calibrate: readings windows to average")
+    p.add_argument("--update-key", metavar="KEY.pub.json",
+                   help="store the vendor's public update key (from tools/release --new-key)")
     args = p.parse_args(argv)
     if args.calibrate:
         return calibrate(args)
+    if args.update_key:
+        return update_key(args)
     if args.serial is None or args.pin is None:
         p.error("--serial and --pin are required (or --calibrate)")
     serial, pin = args.serial, read_pin(args.pin)
