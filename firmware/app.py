@@ -9,6 +9,7 @@ from array import array
 import calibration
 import identity
 import log
+import uptime
 from clock import Clock
 from energy import EnergyStore
 from meter import Meter
@@ -16,6 +17,7 @@ from netsup import NetworkSupervisor
 from portal import Portal
 from readings_json import Exact
 from settings import Settings
+from update import Updater
 from uplink import Uplink
 from version import VERSION
 
@@ -66,9 +68,16 @@ class Device:
         self.readings = None          # the latest readings message (contract §4)
         self.boot_ms = time.ticks_ms()
         self.uplink = Uplink(self)
+        self.updater = Updater(self)
         self.clock = Clock(self)
         self.clock.on_change = self.uplink.clock_changed
         self.max_late_ms = 0          # the latest a readings window has closed since boot
+
+    def restart(self, why):
+        """An orderly restart (an update installed): the energy saved and `offline` said first."""
+        log.info("app", "restarting: %s" % why)
+        shutdown(self)
+        self.hal.reset()
 
     def uplink_state(self):
         """disabled | connecting | connected (the MQTT uplink; contract §2 /api/status)."""
@@ -345,6 +354,62 @@ async def status_task(dev):
             no_memory("app", e)
 
 
+def _slots(call, *args):
+    """slots.<call>(flash_dir, ...) with the module loaded for the call only: its code costs heap."""
+    import slots
+
+    try:
+        return getattr(slots, call)(*args)
+    finally:
+        del sys.modules["slots"]
+
+
+def start_probation(dev):
+    """A firmware on trial (slots.py, after an update) confirms itself once it has come online: the
+    uplink's first readings message after a CONNACK (its on_online hook). Without that by the deadline
+    it goes back to the previous firmware itself (a crash loop is the boot loader's to catch, a hang
+    the watchdog's)."""
+    try:
+        deadline_s = _slots("on_trial", dev.flash_dir)
+    except Exception as e:      # an unreadable pointer: the boot loader started the factory install
+        report("update", "trial check", e)
+        return
+    if deadline_s is None:
+        dev.updater.outcome_after_boot()     # a rollback before this boot is reported
+        return
+    dev.updater.on_trial()
+    log.warn("update", "firmware %s on trial: to come online within %d s of uptime" % (VERSION, deadline_s))
+    dev.on_trial = True
+    dev.uplink.on_online = lambda: came_online(dev)
+    asyncio.create_task(probation_task(dev, deadline_s))
+
+
+def came_online(dev):
+    """MQTT connected and a readings message published: a firmware on trial has proven itself."""
+    try:
+        if _slots("confirm", dev.flash_dir):
+            log.info("update", "firmware %s confirmed" % VERSION)
+        dev.on_trial = False
+        dev.updater.outcome_after_boot()     # done
+        dev.uplink.update_report(dev.updater.report)
+    except Exception as e:      # the flash refused: the next readings message tries again
+        report("update", "confirm", e)
+        dev.uplink.on_online = lambda: came_online(dev)
+
+
+async def probation_task(dev, deadline_s):
+    while dev.on_trial:
+        if uptime.seconds() >= deadline_s:
+            log.error("update", "firmware %s not online within %d s: back to the previous one"
+                      % (VERSION, deadline_s))
+            try:
+                _slots("rollback", dev.flash_dir, "rolled_back")
+            except Exception as e:      # the loader rolls back after the trial boots run out
+                report("update", "rollback", e)
+            dev.restart("rolled back")
+        await asyncio.sleep_ms(1000)
+
+
 async def run(dev):
     log.info("app", "Amp Guard firmware %s on board %s, serial %s" % (VERSION, dev.board.NAME, dev.serial))
     # Collect little and often. MicroPython allocates first-fit from the lowest free block and, left
@@ -369,6 +434,7 @@ async def run(dev):
     asyncio.create_task(status_task(dev))
     asyncio.create_task(keep_running("mqtt", dev.uplink.run))
     asyncio.create_task(keep_running("clock", dev.clock.run))
+    start_probation(dev)
     await metering_task(dev, sampler)
 
 

@@ -1,6 +1,7 @@
 # The hardware layer of a real ESP32 board (contract: docs/design.md), for MicroPython >= 1.22.
 # The only firmware module that imports `machine` and `network`; never imported on the host, where
 # tools/simhw/hal_sim.py is its simulated twin.
+import os
 import time
 
 import adc_burst
@@ -259,6 +260,11 @@ class Hal:
 
     def ntp_override(self):
         return None
+
+    def flash_free_bytes(self):
+        """Free space on the flash filesystem (an update's files must fit beside the running ones)."""
+        st = os.statvfs(self.flash_dir)
+        return st[0] * st[4]     # f_bsize * f_bavail: littlefs gives the same f_frsize
 
     def unix_time(self):
         """Unix seconds of the RTC (kept across a soft reset, 2000-01-01 after power-on)."""

@@ -22,6 +22,7 @@ BACKOFF_MAX_S = 60
 MAX_OUTBOX = 16            # alarms and settings answers waiting to go out; older ones are dropped
 HA_STATUS_TOPIC = "homeassistant/status"    # Home Assistant says "online" here when it (re)starts
 ALARM = "/alarm"           # <base>/alarm: never sent late (contract §3.4)
+UPDATE = "/update"         # <base>/update: the update's state (contract §3.8), retained
 
 
 def backoff_s(failures):
@@ -56,6 +57,9 @@ class Uplink:
         self.failures = 0
         self.session_up = False     # the latest session got as far as CONNACK
         self.clock_wait_logged = False
+        # Called once, after the next readings message published (so after a CONNACK): app.py's firmware
+        # on trial has come online and confirms itself. Set again by whoever wants the next one.
+        self.on_online = None
 
     def clock_changed(self):
         """The clock was set (or failed): `info` says so again."""
@@ -106,6 +110,14 @@ class Uplink:
                 if self.conn is not None and self.conn.connected:   # a stale alarm would mislead
                     self.queue(self.base() + ALARM, '{"l": %d, "current_a": %s, "limit_a": %s}' % (
                         k + 1, readings_json.number(amps[k], 2), json.dumps(limit)), False, 1)
+
+    def update_report(self, report):
+        """The update's new state (update.py) on <base>/update, retained. Every state goes out; of the
+        `downloading` progress only the latest one still waiting (a slow link must not queue them up)."""
+        topic = self.base() + UPDATE
+        if report["state"] == "downloading":
+            self.outbox = [m for m in self.outbox if m[0] != topic or '"downloading"' not in m[1]]
+        self.queue(topic, json.dumps(report), True, 1)
 
     def queue(self, topic, payload, retain, qos):
         if len(self.outbox) >= MAX_OUTBOX:
@@ -166,9 +178,11 @@ class Uplink:
         self.session_up = True        # from here on a failure does not grow the back-off
         await conn.resend()
         await conn.subscribe(base + "/config/set", 1)
+        await conn.subscribe(base + UPDATE + "/set", 1)
         await conn.subscribe(HA_STATUS_TOPIC, 1)    # always: discovery may be switched on later
         await conn.publish(base + "/status", b"online", True, 1)
         await self.publish_state(removed=False)
+        await conn.publish(base + UPDATE, json.dumps(dev.updater.report), True, 1)     # after a connect only
         while True:
             await conn.check()
             if dev.net.network is None:
@@ -204,6 +218,9 @@ class Uplink:
             self.sent_seq = r["seq"]
             # QoS 0: sent at once, so the buffer is free again for the next window's message.
             await conn.publish(self.base() + "/readings", readings_json.write(r, self.buffer()), False, 0)
+            if self.on_online is not None:
+                hook, self.on_online = self.on_online, None
+                hook()
 
     def buffer(self):
         """The kept message buffer (readings_json.Message), made at first use: readings and discovery
@@ -265,6 +282,11 @@ class Uplink:
     def incoming(self, topic, msg):
         if topic == self.base() + "/config/set":
             self.config_set(msg)
+        elif topic == self.base() + UPDATE + "/set":
+            error = self.dev.updater.command(msg)
+            if error is not None:
+                log.warn("update", "update/set refused: %s" % error["error"])
+                self.queue(self.base() + UPDATE + "/error", json.dumps(error), False, 1)
         elif topic == HA_STATUS_TOPIC and msg == b"online" and self.dev.settings.current["ha_discovery"]:
             self.republish = True          # Home Assistant restarted and forgot the entities
             self.wake.set()

@@ -6,7 +6,9 @@ The board file (boards/NAME.py) is validated first: a bad one stops everything b
 written. Every firmware module except main.py is compiled with mpy-cross -march=xtensawin (viper code
 included); main.py stays source, as MicroPython runs it at boot; the board file becomes board.mpy.
 Modules with native code need the device's exact mpy sub-version: on a device with another one they are
-copied as source instead. Identity, settings and energy on the device are left alone.
+copied as source instead. main.py is the boot loader (it starts this install, or an update installed over
+the air); an update on the device (app_a/, app_b/, app.json) is removed, so this install is what runs.
+Identity, settings and energy on the device are left alone.
 """
 import argparse
 import glob
@@ -108,9 +110,16 @@ def stale_files(plan):
     return out
 
 
+# What this install replaces besides the files of the plan: an update installed over the air (its folders
+# and the boot loader's pointer, firmware/slots.py), so that the boot loader starts the files copied now.
+UPDATE_FILES = ["app.json", "app.json.bak", "app.json.tmp"]
+UPDATE_FOLDERS = ["app_a", "app_b"]
+
+
 def copy_to_device(port, plan):
-    remove = "import os\nfor f in %r:\n try:\n  os.remove(f)\n except OSError:\n  pass" % (
-        stale_files(plan),)
+    remove = ("import os\nfor f in %r:\n try:\n  os.remove(f)\n except OSError:\n  pass\n"
+              "for d in %r:\n try:\n  for f in os.listdir(d):\n   os.remove(d + '/' + f)\n  os.rmdir(d)\n"
+              " except OSError:\n  pass") % (stale_files(plan) + UPDATE_FILES, UPDATE_FOLDERS)
     device.run(port, ["exec", device.HOLD_WATCHDOG], ["exec", remove],
                ["cp"] + [i.local for i in plan] + [":"], ["reset"])
 

@@ -19,7 +19,8 @@ the pinned tag in MICROPYTHON_SRC (the vendored archive holds the unix port only
 
 Without them it writes the manifest and board module and says what is missing (exit 2). Flash with
 `esptool.py --chip esp32 --port /dev/ttyUSB0 write_flash -z 0x1000 build/image/<board>/firmware.bin`,
-then `tools/provision --port /dev/ttyUSB0 --serial S --pin P` (identity) and copy firmware/main.py.
+then `tools/provision --port /dev/ttyUSB0 --serial S --pin P` (identity) and copy firmware/main.py (the
+boot loader: its logic, boot_loader.py, is frozen in with the rest).
 """
 import argparse
 import os

@@ -208,8 +208,11 @@ class Device:
         path.insert(1 if path[0] == ".frozen" else 0, SOCKET_BUDGET)
         env["MICROPYPATH"] = ":".join(path)
         if args.runtime == "esp32-like":
-            cmd += ["-c", "import app; app.main()"]    # firmware/main.py's two lines (not frozen)
-        else:       # main.py beside the .mpy image (tools/simbuild.py), else firmware/main.py
+            # The boot loader (firmware/main.py, not frozen) from a folder of its own: it starts the
+            # frozen firmware, or an update installed in the state folder's app_a/app_b (.mpy files
+            # for x86, put before .frozen on sys.path; docs/design.md, "Updates").
+            cmd.append(os.path.join(simbuild.loader(), "main.py"))
+        else:       # the loader beside the .mpy image (tools/simbuild.py), else firmware/main.py
             folder = cwd if cwd != ROOT else os.path.join(ROOT, "firmware")
             cmd.append(os.path.join(folder, "main.py"))
             cwd = ROOT

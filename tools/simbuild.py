@@ -18,6 +18,21 @@ def build_dir():
     return os.path.join(ROOT, "build", "sim-%s" % ARCH)
 
 
+def _copy_if_newer(src, dst):
+    if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
+        shutil.copyfile(src, dst + ".%d" % os.getpid())     # several simulators may build at once
+        os.replace(dst + ".%d" % os.getpid(), dst)
+
+
+def loader():
+    """A folder holding only the boot loader (firmware/main.py), for the esp32-like runtime, whose
+    firmware is frozen: run from there, the script's folder (first on sys.path) shadows no frozen module."""
+    out = os.path.join(ROOT, "build", "sim-loader")
+    os.makedirs(out, exist_ok=True)
+    _copy_if_newer(os.path.join(ROOT, "firmware", "main.py"), os.path.join(out, "main.py"))
+    return out
+
+
 def build():
     """The folder of compiled firmware + board files + simulated hardware (main.py as source), or None
     when this machine's architecture cannot run native code from .mpy files."""
@@ -28,11 +43,8 @@ def build():
     for pattern in SOURCES:
         for src in glob.glob(os.path.join(ROOT, pattern)):
             name = os.path.splitext(os.path.basename(src))[0]
-            if name == "main":
-                dst = os.path.join(out, "main.py")
-                if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
-                    shutil.copyfile(src, dst + ".%d" % os.getpid())
-                    os.replace(dst + ".%d" % os.getpid(), dst)
+            if name == "main":      # the boot loader: MicroPython runs it as source
+                _copy_if_newer(src, os.path.join(out, "main.py"))
                 continue
             dst = os.path.join(out, name + ".mpy")
             if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):

@@ -13,6 +13,7 @@ import ha_discovery
 import mqtt
 import readings_json
 import settings
+import update
 import uplink
 from fwfiles import rmtree, scratch
 from fwtest import IS_MICROPYTHON, RUNTIME, WallClock
@@ -49,6 +50,7 @@ class Device:
         self.net = Net()
         self.readings = None
         self.clock = WallClock(1763900000)
+        self.updater = update.Updater(self)
 
 
 class Writer:

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import mqtt
+import update
 import uplink
 from fwfiles import LogCapture, read_raw, rmtree, scratch
 from fwtest import WallClock
@@ -52,6 +53,7 @@ class Device:
         self.net = Net(network)
         self.hal = Hal(broker)
         self.readings = None
+        self.updater = update.Updater(self)
         self.clock = WallClock(1763900000)
 
 

@@ -148,11 +148,15 @@ def test_deploy_copies_everything_and_clears_leftovers(tmp_path, fake_device):
     for name, text in (("identity.json", '{"serial": "x"}'), ("settings.json", "{}"), ("app.py", "old"),
                        ("main.mpy", "old")):
         (flash / name).write_text(text)
+    (flash / "app_b").mkdir()                                             # an update over the air
+    (flash / "app_b" / "app.mpy").write_text("old update")
+    (flash / "app.json").write_text('{"active": "b"}')
     out = deploy("--board", "olimex_esp32_poe", "--port", "/dev/fake", "--build-dir", str(tmp_path / "b"))
     assert out.returncode == 0, out.stdout + out.stderr
     installed = set(os.listdir(flash))
     assert set(expected_files()) <= installed
     assert "app.py" not in installed and "main.mpy" not in installed       # would shadow the new files
+    assert "app_b" not in installed and "app.json" not in installed     # the loader starts this install
     assert (flash / "identity.json").read_text() == '{"serial": "x"}'      # device data untouched
     assert (flash / "settings.json").exists()
     probe, copy = calls()

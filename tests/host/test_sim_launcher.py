@@ -79,16 +79,23 @@ def test_esp32_like_runtime_runs_the_frozen_firmware_and_serves_the_portal(tmp_p
         assert exe == os.path.realpath(os.path.join(ROOT, "build", "esp32like", "micropython"))
         with open(exe, "rb") as f:
             assert f.read(5) == b"\x7fELF\x01"           # ELFCLASS32
-        # ... running the firmware frozen in it: no script, no firmware file where it looks for modules.
+        # ... running the firmware frozen in it: the only script is the boot loader (firmware/main.py, never
+        # frozen), from a folder holding nothing else; no firmware file where it looks for modules.
         argv = open("/proc/%d/cmdline" % pid, "rb").read().decode().split("\0")
-        assert "-c" in argv and not any(a.endswith((".py", ".mpy")) for a in argv), argv
+        scripts = [a for a in argv if a.endswith((".py", ".mpy"))]
+        assert len(scripts) == 1 and os.path.basename(scripts[0]) == "main.py", argv
+        loader_dir = os.path.dirname(scripts[0])
+        assert os.listdir(loader_dir) == ["main.py"]
+        with open(scripts[0], "rb") as a, open(os.path.join(ROOT, "firmware", "main.py"), "rb") as b:
+            assert a.read() == b.read()
         env = dict(kv.split("=", 1) for kv in open("/proc/%d/environ" % pid, "rb").read().decode().split("\0")
                    if "=" in kv)
         path = env["MICROPYPATH"].split(":")
-        assert path[0] == ".frozen", path
+        assert path[0] == ".frozen", path      # after the loader's folder (and an installed update's)
         cwd = os.readlink("/proc/%d/cwd" % pid)
         firmware = {f[:-3] for f in os.listdir(os.path.join(ROOT, "firmware")) if f.endswith(".py")}
-        for folder in [cwd] + [p for p in path if p != ".frozen"]:
+        firmware.discard("main")
+        for folder in [cwd, loader_dir] + [p for p in path if p != ".frozen"]:
             found = {os.path.splitext(f)[0] for f in os.listdir(folder) if f.endswith((".py", ".mpy"))}
             assert not found & firmware, "%s holds firmware modules %s" % (folder, found & firmware)
         # It serves the portal: the status names the firmware, the page and the live readings work.

@@ -13,6 +13,20 @@ from sim_adc import SimAdc
 RESET_EXIT_CODE = 75
 AP_IP = "192.168.251.1"
 UNIX_2000_MS = 946684800000     # the RTC's time after power-on: 2000-01-01
+FLASH_KB = 2048                 # the vfs partition of a 4 MB ESP32_GENERIC
+FLASH_BLOCK = 4096
+
+
+def _blocks_used(folder):
+    """Bytes the files under `folder` take in whole flash blocks (a file takes at least one)."""
+    used = 0
+    for entry in os.ilistdir(folder):
+        path = folder + "/" + entry[0]
+        if entry[1] == 0x4000:
+            used += FLASH_BLOCK + _blocks_used(path)
+        else:
+            used += (os.stat(path)[6] + FLASH_BLOCK - 1) // FLASH_BLOCK * FLASH_BLOCK or FLASH_BLOCK
+    return used
 
 
 def _env(name, default=None):
@@ -335,6 +349,14 @@ class Hal:
     def broker_override(self):
         b = _env("AMPGUARD_BROKER")
         return _addr(b, b) if b else None
+
+    def flash_free_bytes(self):
+        """The ESP32's flash filesystem is small (2 MB on a 4 MB ESP32_GENERIC, littlefs blocks of 4 KB):
+        what the scenario's `flash.size_kb` leaves beside the state folder's files, each rounded up to
+        whole blocks, or what the host's disk has if that is less."""
+        st = os.statvfs(self.flash_dir)
+        size = int(self.scenario.data.get("flash", {}).get("size_kb", FLASH_KB)) * 1024
+        return max(0, min(st[0] * st[4], size - _blocks_used(self.flash_dir)))
 
     def ntp_override(self):
         # The simulated world's NTP server (tools/sim --ntp; tests run a real one on loopback)

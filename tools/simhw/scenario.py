@@ -11,6 +11,7 @@ DEFAULT = {
     "wifi": {"networks": [], "dhcp": True},
     "lan": {"link": False},
     "button": {"pressed": False},
+    "flash": {"size_kb": 2048},
 }
 # ct_lag_deg / ct_gain: the physical CT's phase and ratio errors (what calibration corrects).
 PHASE_DEFAULT = {"current_a": 0.0, "angle_deg": 0.0, "harmonics": {}, "reversed": False,
@@ -145,6 +146,10 @@ def normalize(raw):
     if not isinstance(data["adc"], dict):
         raise ScenarioError("adc: an object")
     _adc(data["adc"])
+    flash = data["flash"]
+    size = flash.get("size_kb") if isinstance(flash, dict) else None
+    if not isinstance(size, int) or isinstance(size, bool) or not 64 <= size <= 16384:
+        raise ScenarioError("flash.size_kb: a whole number 64-16384 (KB of the flash filesystem)")
     nets = data["wifi"]["networks"]
     if not isinstance(nets, list):
         raise ScenarioError("wifi.networks: a list")
