@@ -14,6 +14,23 @@ from mpenv import ROOT
 
 HOST = "127.0.0.1"
 NTP_PORT = 12300
+DEV_KEY = os.path.join(ROOT, "build", "dev-keys", "update.pem")   # this checkout's own, never committed
+
+
+def dev_update_key(state):
+    """A development update key for `make sim` devices (made once per checkout, kept in build/): the
+    simulated meter accepts releases signed with it (tools/release --key build/dev-keys/update.pem)."""
+    if os.path.exists(os.path.join(state, "update_key.json")):
+        return
+    if not os.path.exists(DEV_KEY):
+        os.makedirs(os.path.dirname(DEV_KEY), exist_ok=True)
+        subprocess.run([os.path.join(ROOT, "tools", "release"), "--new-key", DEV_KEY], check=True,
+                       stdout=subprocess.DEVNULL)
+    os.makedirs(state, exist_ok=True)
+    subprocess.run([os.path.join(ROOT, "tools", "provision"), "--update-key", DEV_KEY[:-4] + ".pub.json",
+                    "--state", state], check=True, stdout=subprocess.DEVNULL)
+    print("make sim: the device accepts releases signed with %s (tools/release --key ...)"
+          % os.path.relpath(DEV_KEY, ROOT))
 
 
 def ntp_answers(port):
@@ -103,6 +120,7 @@ def main():
     else:
         broker, name = start_broker(port, args.broker_impl)
         print("make sim: started %s on %s:%d" % (name, HOST, port))
+    dev_update_key(args.state)
     ntp = None
     if ntp_answers(NTP_PORT):
         print("make sim: using the NTP server already answering on %s:%d" % (HOST, NTP_PORT))

@@ -269,3 +269,19 @@ def test_metering_keeps_its_cadence_while_an_update_downloads(tmp_path, kit, ser
         assert not late_warnings(rig.sim.log()), late_warnings(rig.sim.log())
     finally:
         rig.close()
+
+
+def test_make_sim_devices_trust_the_checkouts_development_key(tmp_path):
+    import sys
+
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import run_sim
+
+    state = str(tmp_path / "state")
+    run_sim.dev_update_key(state)
+    with open(os.path.join(state, "update_key.json")) as f, open(run_sim.DEV_KEY[:-4] + ".pub.json") as g:
+        assert json.load(f) == json.load(g)
+    assert os.stat(run_sim.DEV_KEY).st_mode & 0o077 == 0          # the private key: the owner's only
+    before = os.path.getmtime(os.path.join(state, "update_key.json"))
+    run_sim.dev_update_key(state)                                  # a device that has one keeps it
+    assert os.path.getmtime(os.path.join(state, "update_key.json")) == before
