@@ -33,7 +33,8 @@ test: check
 
 # Not part of make test: the engine against a plain float implementation, heap per sample and window;
 # then the uplink's latencies on loopback (needs mosquitto); then a release signature check (P-256) with the
-# chip's heap size, CPython for reference.
+# chip's heap size, CPython for reference; then metering while updates download and install (both runtimes,
+# about 3 minutes: docs/reliability.md, "Metering during an update").
 bench: setup
 	$(VENV)/bin/micropython tools/bench/bench_engine.py
 	build/esp32like/micropython tools/bench/bench_engine.py
@@ -41,6 +42,7 @@ bench: setup
 	$(VENV)/bin/micropython -X heapsize=112k tools/bench/bench_verify.py
 	build/esp32like/micropython -X heapsize=112k tools/bench/bench_verify.py
 	$(PY) tools/bench/bench_verify.py
+	$(PY) tools/bench/bench_update.py
 
 # Not part of make test: the fault-injection campaign (under 20 minutes) and the long soak (MINUTES=60).
 faults: setup
