@@ -371,6 +371,8 @@ def start_probation(dev):
     the watchdog's)."""
     try:
         deadline_s = _slots("on_trial", dev.flash_dir)
+        if deadline_s is None:
+            deadline_s = dev.updater.image_trial()     # a new frozen image (update.py, image_ota.py)
     except Exception as e:      # an unreadable pointer: the boot loader started the factory install
         report("update", "trial check", e)
         return
@@ -387,7 +389,7 @@ def start_probation(dev):
 def came_online(dev):
     """MQTT connected and a readings message published: a firmware on trial has proven itself."""
     try:
-        if _slots("confirm", dev.flash_dir):
+        if _slots("confirm", dev.flash_dir) or dev.updater.confirm_image():     # image: hal.ota_confirm
             log.info("update", "firmware %s confirmed" % VERSION)
         dev.on_trial = False
         dev.updater.outcome_after_boot()     # done
@@ -403,7 +405,8 @@ async def probation_task(dev, deadline_s):
             log.error("update", "firmware %s not online within %d s: back to the previous one"
                       % (VERSION, deadline_s))
             try:
-                _slots("rollback", dev.flash_dir, "rolled_back")
+                if not dev.updater.image:     # an image: the chip's bootloader goes back at the reset
+                    _slots("rollback", dev.flash_dir, "rolled_back")
             except Exception as e:      # the loader rolls back after the trial boots run out
                 report("update", "rollback", e)
             dev.restart("rolled back")

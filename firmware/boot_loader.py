@@ -146,5 +146,7 @@ def boot():
     if folder is not None:
         sys.path.insert(0, folder)
         print("boot: starting " + folder)
-    return trial
+    # A frozen image just switched to (image_ota.py's record) is on trial too: a crash must reset, so
+    # the chip's bootloader rolls it back, rather than stop at the REPL.
+    return trial or _exists(_join(flash_dir(), "ota.json"))
 

@@ -5,6 +5,7 @@ import os
 import time
 
 import adc_burst
+import esp32
 import log
 import machine
 import network
@@ -16,6 +17,7 @@ NO_IP_AFTER_MS = 15000      # associated this long without a DHCP lease: "no_ip"
 STALE_FAILURE_MS = 10000    # see WifiStation.connect()
 PHY_POWER_UP_MS = 100       # the PHY (and the WT32-ETH01's 50 MHz oscillator) settle after power-on
 READ_US_TOLERANCE = 0.5     # warn when the measured ADC read time is this far off the board's nominal
+OTA_BLOCK = 4096            # esp32.Partition's block: writeblocks(n, buf) erases whole 4 KB sectors
 # time.time() counts from 2000 on the ESP32 (MICROPY_EPOCH_IS_2000, every release from 1.22); the port
 # adds the 30 years itself where mbedTLS asks for the time (ports/esp32/main.c platform_mbedtls_time)
 EPOCH_TO_UNIX = 946684800 if time.gmtime(0)[0] == 2000 else 0
@@ -203,6 +205,46 @@ class Lan:
         return addr if addr != "0.0.0.0" else None
 
 
+class OtaWriter:
+    """An image streamed into the next update partition: chunks gathered into one 4 KB block, each block
+    written with Partition.writeblocks(n, block), which erases that sector and writes it (one flash erase
+    and write, ~50 ms, per 4 KB: the only blocking); close() pads the last block with 0xFF (erased flash).
+    Nothing else of the partition is touched; the buffer is the only allocation."""
+
+    def __init__(self, part, size):
+        self._part = part
+        self._buf = bytearray(OTA_BLOCK)
+        self._n = 0
+        self._block = 0
+        self._left = size
+
+    def write(self, chunk):
+        n = len(chunk)
+        if n > self._left:
+            raise OSError(28)       # ENOSPC: more than the size announced to ota_open
+        self._left -= n
+        mv = memoryview(chunk)
+        i = 0
+        while i < n:
+            k = min(OTA_BLOCK - self._n, n - i)
+            self._buf[self._n:self._n + k] = mv[i:i + k]
+            self._n += k
+            i += k
+            if self._n == OTA_BLOCK:
+                self._flush()
+
+    def _flush(self):
+        self._part.writeblocks(self._block, self._buf)
+        self._block += 1
+        self._n = 0
+
+    def close(self):
+        if self._n:
+            for i in range(self._n, OTA_BLOCK):
+                self._buf[i] = 0xFF
+            self._flush()
+
+
 class Hal:
     # the portal answers only on the access point: its address exists only while it is up
     portal_needs_ap = True
@@ -284,3 +326,51 @@ class Hal:
                 if dns and dns != "0.0.0.0":
                     return dns, 53
         return None
+
+    # -- frozen images: the OTA app partitions (esp32.Partition; ESP32_GENERIC's OTA variant) --
+
+    def _ota_next(self):
+        """The partition an image goes to: OSError (ENOENT) on a build without OTA partitions."""
+        return esp32.Partition(esp32.Partition.RUNNING).get_next_update()
+
+    def ota_size(self):
+        """Bytes of the next update partition (1.5 MB on ESP32_GENERIC-OTA); 0 when the partition table
+        has none (the default ESP32_GENERIC build: one factory partition)."""
+        try:
+            return self._ota_next().info()[3]
+        except OSError:
+            return 0
+
+    def ota_supported(self):
+        return self.ota_size() > 0
+
+    def ota_running(self):
+        """The running app partition's label (ota_0, ota_1, factory)."""
+        return esp32.Partition(esp32.Partition.RUNNING).info()[4]
+
+    def ota_open(self, size):
+        """A writer (write(chunk), close()) of an image of `size` bytes into the next update partition."""
+        part = self._ota_next()
+        if size > part.info()[3]:
+            raise OSError(28)
+        return OtaWriter(part, size)
+
+    def ota_readinto(self, offset, buf):
+        """len(buf) bytes of the written image from `offset` (the read-back for its sha256)."""
+        self._ota_next().readblocks(offset // OTA_BLOCK, buf, offset % OTA_BLOCK)
+
+    def ota_switch(self):
+        """Boot the written partition next: set_boot (esp_ota_set_boot_partition checks the image and
+        writes otadata). With CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE (every MicroPython ESP32 build
+        since 1.21) the bootloader starts it in state PENDING_VERIFY, and rolls back to this partition at
+        the next reset unless ota_confirm() was called first."""
+        self._ota_next().set_boot()
+
+    def ota_confirm(self):
+        """mark_app_valid_cancel_rollback: the running image stays. A no-op for an image that is valid
+        already; a build without otadata (or a blank one, after a serial flash) raises inside: False."""
+        try:
+            esp32.Partition.mark_app_valid_cancel_rollback()
+            return True
+        except OSError:
+            return False

@@ -4,6 +4,10 @@
 # sampling bursts), each file's size and sha256 as it arrives, then every file read back from flash.
 # Nothing of the running firmware changes until all of the new one is there and verified; then the
 # pointer switches, the energy is saved and the device restarts into the new firmware on probation.
+# A release of kind "image" (one file, firmware.bin: a whole ESP32 image with the firmware frozen in) goes
+# instead into the next OTA app partition through the hardware layer (hal.ota_*, esp32.Partition), is
+# read back from there, and the switch is the partition's set_boot; image_ota.py keeps the record that
+# tells the firmware booting next whether it is the new image or the chip's bootloader rolled it back.
 # micropython-lib's `requests` is not used: it sets CERT_NONE (no certificate check) and blocks the
 # whole device in getaddrinfo, connect, the TLS handshake and every read; this speaks HTTP/1.0 over the
 # same asyncio TLS streams and non-blocking look-up as the MQTT uplink, every step bounded in time.
@@ -18,6 +22,7 @@ from version import VERSION
 
 MAX_URL = 512
 MAX_RELEASE = 1 << 20          # bytes: two app folders of this size must fit the flash
+IMAGE_OVERHEAD = 8192          # an image release's header, manifest and signature beside the image
 CONNECT_TIMEOUT_S = 20         # look-up, TCP, TLS handshake and the response head together
 READ_TIMEOUT_S = 10            # any single read: a stalled server is `timeout`
 CHUNK = 1024                   # read and written at a time: never the whole file in RAM
@@ -98,6 +103,7 @@ class Updater:
         self.dev = dev
         self.task = None
         self.trial = False
+        self.image = False            # the running firmware is an image on probation (image_ota.py)
         self.report = _report("idle")
 
     @property
@@ -117,6 +123,10 @@ class Updater:
             outcome = slots.take_outcome(self.dev.flash_dir)
         finally:
             sys.modules.pop("slots", None)
+        if not outcome:       # an image the chip's bootloader rolled back (or that was never switched to)
+            outcome, restart = _image("take_rollback", self.dev.flash_dir, VERSION)
+            if restart:
+                self.dev.restart("back to the .mpy update that ran before the image")
         if outcome:
             done = outcome["state"] == "done"
             reason = outcome.get("reason")
@@ -130,6 +140,23 @@ class Updater:
         """This firmware was just installed and is on probation (app.start_probation)."""
         self.trial = True
         self.report = _report("restarting", 100, VERSION)
+
+    def image_trial(self):
+        """PROBATION_S when the firmware that runs is an image not yet confirmed, else None."""
+        if not _image("on_trial", self.dev.flash_dir, VERSION):
+            return None
+        self.image = True
+        return PROBATION_S
+
+    def confirm_image(self):
+        """An image on probation came online: marked valid (hal.ota_confirm), outcome done. True if it was."""
+        if not self.image:
+            return False
+        outcome = _image("confirm", self.dev.hal, self.dev.flash_dir)
+        self.image = False
+        log.info("update", "the update to %s: done" % VERSION)
+        self.report = _report(outcome["state"], 100, VERSION, None)
+        return True
 
     def command(self, msg):
         """An update/set message: None when an update starts, else the error to answer with
@@ -162,7 +189,7 @@ class Updater:
             self.publish(_report("failed", 0, VERSION, "unreachable"))
         finally:
             resolver.forget(host)
-            for name in ("p256", "release", "slots"):
+            for name in ("p256", "release", "slots", "image_ota"):
                 sys.modules.pop(name, None)
 
     async def _update(self, url, expected):
@@ -174,36 +201,69 @@ class Updater:
         if key is None:
             raise UpdateError("bad_signature", "no update key on this device (tools/provision --update-key)")
         reader, writer, length = await self._open(url)
+        image = None
         try:
-            if length > MAX_RELEASE:
-                raise UpdateError("too_big", "%d bytes, at most %d" % (length, MAX_RELEASE))
+            limit = max(MAX_RELEASE, dev.hal.ota_size() + IMAGE_OVERHEAD)
+            if length > limit:
+                raise UpdateError("too_big", "%d bytes, at most %d" % (length, limit))
             body = _Body(reader, length, self._progress(expected))
             manifest, version = await self._manifest(body, key, expected, release)
             need = sum(f["size"] for f in manifest["files"])
             if body.offset + need != length:
                 raise UpdateError("bad_hash", "the file is %d bytes, its manifest says %d"
                                   % (length, body.offset + need))
-            try:
-                folder = slots.begin(dev.flash_dir)       # the other app folder, emptied
-            except ValueError as e:                       # it holds the firmware to go back to
-                raise UpdateError("no_space", str(e)) from None
-            free = dev.hal.flash_free_bytes()
-            if need + FLASH_SPARE > free:
-                raise UpdateError("no_space", "%d bytes needed, %d free" % (need, free))
-            for f in manifest["files"]:
-                await self._receive(body, folder, f)
+            if manifest["kind"] == "image":     # one file: into the next OTA partition
+                import image_ota
+
+                image = manifest["files"][0]
+                await image_ota.receive(dev.hal, body, image, CHUNK)
+            else:
+                if length > MAX_RELEASE:
+                    raise UpdateError("too_big", "%d bytes, at most %d" % (length, MAX_RELEASE))
+                try:
+                    folder = slots.begin(dev.flash_dir)       # the other app folder, emptied
+                except ValueError as e:                       # it holds the firmware to go back to
+                    raise UpdateError("no_space", str(e)) from None
+                free = dev.hal.flash_free_bytes()
+                if need + FLASH_SPARE > free:
+                    raise UpdateError("no_space", "%d bytes needed, %d free" % (need, free))
+                for f in manifest["files"]:
+                    await self._receive(body, folder, f)
         finally:
             _close(writer)
+        if image is not None:
+            await self._install_image(image, version)
+            return
         self.publish(_report("verifying", 100, version))
         for f in manifest["files"]:       # what is on flash, read back: a write error is caught here
             if await _file_sha256(store.join(folder, f["name"])) != f["sha256"]:
                 raise UpdateError("bad_hash", "%s differs on flash" % f["name"])
         self.publish(_report("installing", 100, version))
         slots.switch(dev.flash_dir, folder.rstrip("/")[-1], version, PROBATION_S)    # app_a -> "a"
+        await self._restart(version)
+
+    async def _restart(self, version):
         log.info("update", "version %s installed: restarting into it" % version)
         self.publish(_report("restarting", 100, version))
         await asyncio.sleep_ms(1500)      # the uplink sends the state (QoS 1) before the reset
-        dev.restart("update to %s" % version)
+        self.dev.restart("update to %s" % version)
+
+    async def _install_image(self, f, version):
+        """Read back from the partition, recorded (image_ota.py), switched with set_boot, restarted."""
+        import image_ota
+
+        dev = self.dev
+        self.publish(_report("verifying", 100, version))
+        if await image_ota.read_back(dev.hal, f["size"], HASH_READ) != f["sha256"]:
+            raise UpdateError("bad_hash", "%s differs in the OTA partition" % f["name"])
+        self.publish(_report("installing", 100, version))
+        image_ota.before_switch(dev.flash_dir, version, VERSION)
+        try:
+            dev.hal.ota_switch()
+        except OSError as e:              # esp_ota_set_boot_partition checks the image: not one for this chip
+            image_ota.abandon(dev.flash_dir)
+            raise UpdateError("wrong_board", "the bootloader refuses the image: %s" % e) from None
+        await self._restart(version)
 
     def _progress(self, expected):
         last = [-PERCENT_STEP]
@@ -367,6 +427,16 @@ async def _file_sha256(path):
             h.update(memoryview(buf)[:n])
             await asyncio.sleep_ms(0)
     return _hex(h.digest())
+
+
+def _image(call, *args):
+    """image_ota.<call>(...) with the module loaded for the call only: its code costs heap."""
+    import image_ota
+
+    try:
+        return getattr(image_ota, call)(*args)
+    finally:
+        sys.modules.pop("image_ota", None)
 
 
 def _hex(digest):

@@ -12,6 +12,7 @@ tools/simhw, is loaded from files). On both, the device has the ESP32's 10 socke
 simulator's limits").
 """
 import argparse
+import hashlib
 import json
 import os
 import select
@@ -41,6 +42,11 @@ RUNTIMES = ("micropython", "esp32-like")
 TICKS_PERIOD_MS = 1 << 30     # the esp32-like runtime's (and the ESP32's) ticks_ms period
 CLONE_NEWTIME = 0x80
 CLONE_NEWUSER = 0x10000000
+# The OTA twin's partitions and otadata in the state folder (tools/simhw/hal_sim.py); this launcher is its
+# bootloader. Images that boot are run from a copy here, named by their content.
+OTADATA = "otadata.json"
+OTA_FIRST = "ota_0"
+IMAGES = os.path.join(ROOT, "build", "esp32like", "images")
 
 
 def parse_args(argv):
@@ -90,6 +96,49 @@ def esp32like_binary():
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
     return recipe.build()
+
+
+def ota_boot(state, flashed):
+    """(binary, partition label) of what the ESP-IDF bootloader starts on the esp32-like runtime, from the
+    twin's otadata (CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE, every MicroPython ESP32 build since 1.21):
+    - no otadata (blank, as after a serial flash): ota_0, holding the binary that was flashed (the build's);
+    - state "new" (set_boot since the last boot): that partition, now "pending_verify";
+    - still "pending_verify" at this reset, never marked valid (mark_app_valid_cancel_rollback): rolled back
+      to the previous partition, the image "aborted" (the firmware that runs reports failed/rolled_back);
+    - otherwise the partition otadata names. A partition never written is ota_0's flashed binary."""
+    path = os.path.join(state, OTADATA)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        label = data["boot"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return flashed, OTA_FIRST
+    if data.get("state") == "pending_verify":
+        back = data.get("previous") or OTA_FIRST
+        say("bootloader: %s was not marked valid before this reset: rolled back to %s" % (label, back))
+        data = {"boot": back, "state": "valid", "previous": None, "aborted": label}
+        label = back
+    elif data.get("state") == "new":
+        data["state"] = "pending_verify"
+    else:
+        data = None
+    if data is not None:
+        with open(path + ".tmp", "w") as f:
+            json.dump(data, f)
+        os.replace(path + ".tmp", path)
+    image = os.path.join(state, label + ".bin")
+    if not os.path.exists(image):
+        return flashed, label
+    with open(image, "rb") as f:
+        blob = f.read()
+    os.makedirs(IMAGES, exist_ok=True)
+    run = os.path.join(IMAGES, hashlib.sha256(blob).hexdigest()[:16])
+    if not os.path.exists(run):
+        with open(run + ".%d" % os.getpid(), "wb") as f:
+            f.write(blob)
+        os.chmod(run + ".%d" % os.getpid(), 0o755)
+        os.replace(run + ".%d" % os.getpid(), run)
+    return run, label
 
 
 def runtime(name, heap=None):
@@ -208,6 +257,8 @@ class Device:
         path.insert(1 if path[0] == ".frozen" else 0, SOCKET_BUDGET)
         env["MICROPYPATH"] = ":".join(path)
         if args.runtime == "esp32-like":
+            # The image in the app partition the twin's bootloader picks (frozen-image updates)
+            cmd[0], env["AMPGUARD_OTA_RUNNING"] = ota_boot(os.path.abspath(args.state), cmd[0])
             # The boot loader (firmware/main.py, not frozen) from a folder of its own: it starts the
             # frozen firmware, or an update installed in the state folder's app_a/app_b (.mpy files
             # for x86, put before .frozen on sys.path; docs/design.md, "Updates").

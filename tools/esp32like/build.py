@@ -4,6 +4,12 @@ frozen in through the same manifest an ESP32 image uses (boards/manifest.py). It
 the tests: 32-bit objects, small ints to 2^30, ticks wrapping at 2^30 ms, float32, bytecode in flash.
 
     python tools/esp32like/build.py          # build if missing or stale; prints the binary's path
+    python tools/esp32like/build.py --source DIR --version V --out FILE
+                                             # an image of another firmware folder (e.g. a release's)
+
+The second form makes what an ESP32 "image" release holds on the esp32-like runtime (tools/release
+--image, docs/releases.md): the same binary with the firmware of DIR frozen in, version.py saying V; it
+starts from a copy of the main build's objects, so it only re-freezes and relinks (seconds).
 
 Source, first found: $MICROPYTHON_SRC (an unpacked source tree), the archive in ../shared/vendor/
 (checked against its pinned sha256), else a shallow git clone of the pinned tag (needs internet).
@@ -11,9 +17,11 @@ Output: build/esp32like/micropython. Rebuilt only when the firmware, the board f
 this recipe change (the stamp beside the binary holds their hash); a rebuild after a firmware edit only
 re-freezes and relinks (seconds), the first build takes about a minute on 2 cores.
 """
+import argparse
 import glob
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -131,6 +139,64 @@ def _build():
     return BINARY
 
 
+def build_image(source, version, out):
+    """`out`: the binary with the firmware of folder `source` frozen in instead of this checkout's, its
+    version.py saying `version` (None: as it is), and this checkout's board files. Built in a folder of
+    its own from a copy of the main build's objects (the main build is made first if needed)."""
+    import fcntl
+    import tempfile
+
+    build()
+    with tempfile.TemporaryDirectory(prefix="esp32like-image-") as work:
+        shutil.copytree(source, os.path.join(work, "firmware"),
+                        ignore=shutil.ignore_patterns("__pycache__", "*.mpy"))
+        shutil.copytree(os.path.join(ROOT, "boards"), os.path.join(work, "boards"),
+                        ignore=shutil.ignore_patterns("__pycache__", "*.mpy"))
+        if version is not None:
+            path = os.path.join(work, "firmware", "version.py")
+            with open(path) as f:
+                text, n = re.subn(r'(?m)^VERSION = "[^"]*"', 'VERSION = "%s"' % version, f.read())
+            if n != 1:
+                raise SystemExit("esp32like: %s/version.py has no line VERSION = \"...\"" % source)
+            with open(path, "w") as f:
+                f.write(text)
+        manifest = os.path.join(work, "manifest.py")
+        with open(manifest, "w") as f:
+            f.write('include("$(PORT_DIR)/variants/standard/manifest.py")\n'
+                    'include("%s")\n' % os.path.join(work, "boards", "manifest.py"))
+        obj = os.path.join(work, "obj")
+        with open(OUT + ".lock", "w") as lock:       # the main build's objects, not while it is rebuilt
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            shutil.copytree(os.path.join(OUT, "obj"), obj, symlinks=True)
+        src = source_tree()
+        log_path = os.path.join(work, "build.log")
+        with open(log_path, "w") as log:
+            cmd = ["make", "-j%d" % max(1, os.cpu_count() or 1), "-C", os.path.join(src, "ports", "unix"),
+                   *MAKE_VARS, "BUILD=" + obj, "FROZEN_MANIFEST=" + manifest]
+            if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
+                with open(log_path) as f:
+                    raise SystemExit("esp32like: image build failed:\n%s" % f.read()[-3000:])
+        shutil.copyfile(os.path.join(obj, "micropython"), out + ".part")
+        os.chmod(out + ".part", 0o755)
+        os.replace(out + ".part", out)
+    say("image %s: firmware of %s%s" % (out, source, ", version %s" % version if version else ""))
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="tools/esp32like/build.py", description=__doc__.splitlines()[0])
+    p.add_argument("--source", help="build an image of this firmware folder (with --out)")
+    p.add_argument("--version", help="with --source: the image's version.py says this version")
+    p.add_argument("--out", help="with --source: the image file to write")
+    args = p.parse_args(argv)
+    if args.source or args.out or args.version:
+        if not (args.source and args.out):
+            p.error("an image needs --source DIR and --out FILE")
+        print(build_image(os.path.abspath(args.source), args.version, os.path.abspath(args.out)))
+    else:
+        print(build())
+    return 0
+
+
 if __name__ == "__main__":
-    print(build())
-    sys.exit(0)
+    sys.exit(main())

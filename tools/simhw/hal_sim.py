@@ -15,15 +15,25 @@ AP_IP = "192.168.251.1"
 UNIX_2000_MS = 946684800000     # the RTC's time after power-on: 2000-01-01
 FLASH_KB = 2048                 # the vfs partition of a 4 MB ESP32_GENERIC
 FLASH_BLOCK = 4096
+# The OTA twin (docs/design.md, "Updates: frozen images"): the app partitions of ESP32_GENERIC's OTA variant
+# (partitions-4MiB-ota.csv: ota_0 and ota_1, 1.5 MB each) and its otadata, as files of the state folder
+# beside the simulated filesystem, not in it. tools/sim is the bootloader that reads otadata.
+OTA_SIZE = 0x180000
+OTA_LABELS = ("ota_0", "ota_1")
+OTADATA = "otadata.json"
+OTA_FILES = ("ota_0.bin", "ota_1.bin", OTADATA)
 
 
-def _blocks_used(folder):
-    """Bytes the files under `folder` take in whole flash blocks (a file takes at least one)."""
+def _blocks_used(folder, top=True):
+    """Bytes the files under `folder` take in whole flash blocks (a file takes at least one); the OTA
+    twin's partition files are no part of the filesystem."""
     used = 0
     for entry in os.ilistdir(folder):
+        if top and entry[0] in OTA_FILES:
+            continue
         path = folder + "/" + entry[0]
         if entry[1] == 0x4000:
-            used += FLASH_BLOCK + _blocks_used(path)
+            used += FLASH_BLOCK + _blocks_used(path, False)
         else:
             used += (os.stat(path)[6] + FLASH_BLOCK - 1) // FLASH_BLOCK * FLASH_BLOCK or FLASH_BLOCK
     return used
@@ -295,6 +305,96 @@ class HeapProbe:
                 micropython.mem_info()
 
 
+class OtaPartition:
+    """An app partition of the twin, with esp32.Partition's block semantics (block size 4096): writeblocks
+    erases the sectors it covers, then writes (a length that is not whole sectors fails, as
+    esp_partition_erase_range does); never-written bytes read as erased flash, 0xFF."""
+
+    def __init__(self, flash_dir, label):
+        self.label = label
+        self.path = flash_dir + "/" + label + ".bin"
+
+    def writeblocks(self, block, buf):
+        start = block * FLASH_BLOCK
+        if len(buf) % FLASH_BLOCK or start < 0 or start + len(buf) > OTA_SIZE:
+            raise OSError(22)       # EINVAL: ESP_ERR_INVALID_SIZE / _ARG from the erase
+        try:
+            f = open(self.path, "r+b")
+        except OSError:
+            f = open(self.path, "wb")
+        try:
+            f.seek(0, 2)
+            end = f.tell()
+            if end < start:                       # the sectors between: erased
+                f.write(b"\xff" * (start - end))
+            f.seek(start)
+            f.write(buf)
+        finally:
+            f.close()
+
+    def readblocks(self, block, buf, offset=0):
+        start = block * FLASH_BLOCK + offset
+        if start < 0 or start + len(buf) > OTA_SIZE:
+            raise OSError(22)
+        n = 0
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(start)
+                n = f.readinto(buf) or 0
+        except OSError:
+            pass
+        for i in range(n, len(buf)):
+            buf[i] = 0xFF
+
+
+class OtaWriter:
+    """hal.ota_open()'s writer: chunks gathered into 4 KB blocks, each written with writeblocks (the same
+    code as hal_esp32's, on the twin's partition)."""
+
+    def __init__(self, part, size):
+        self._part = part
+        self._buf = bytearray(FLASH_BLOCK)
+        self._n = 0
+        self._block = 0
+        self._left = size
+
+    def write(self, chunk):
+        n = len(chunk)
+        if n > self._left:
+            raise OSError(28)       # ENOSPC: more than announced
+        self._left -= n
+        mv = memoryview(chunk)
+        i = 0
+        while i < n:
+            k = min(FLASH_BLOCK - self._n, n - i)
+            self._buf[self._n:self._n + k] = mv[i:i + k]
+            self._n += k
+            i += k
+            if self._n == FLASH_BLOCK:
+                self._flush()
+
+    def _flush(self):
+        self._part.writeblocks(self._block, self._buf)
+        self._block += 1
+        self._n = 0
+
+    def close(self):
+        if self._n:
+            for i in range(self._n, FLASH_BLOCK):
+                self._buf[i] = 0xFF
+            self._flush()
+
+
+def _read_otadata(flash_dir):
+    import json
+
+    try:
+        with open(flash_dir + "/" + OTADATA) as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+
+
 class Hal:
     # the simulator has no radio: its portal listens on --http all the time
     portal_needs_ap = False
@@ -357,6 +457,70 @@ class Hal:
         st = os.statvfs(self.flash_dir)
         size = int(self.scenario.data.get("flash", {}).get("size_kb", FLASH_KB)) * 1024
         return max(0, min(st[0] * st[4], size - _blocks_used(self.flash_dir)))
+
+    # -- the OTA partitions' twin (hal_esp32's ota_* methods; tools/sim boots what otadata names) --
+
+    def ota_running(self):
+        """The app partition that runs: what tools/sim booted (AMPGUARD_OTA_RUNNING), None when this
+        device has no OTA partition table: the 64-bit runtime runs no image, and a scenario with
+        flash.ota false is a board flashed with the build without OTA (a factory partition only)."""
+        label = _env("AMPGUARD_OTA_RUNNING")
+        if label not in OTA_LABELS or self.scenario.data.get("flash", {}).get("ota") is False:
+            return None
+        return label
+
+    def ota_size(self):
+        """Bytes of the partition an image is written to (the next update partition); 0 without one."""
+        return OTA_SIZE if self.ota_running() else 0
+
+    def ota_supported(self):
+        return self.ota_size() > 0
+
+    def _ota_next(self):
+        running = self.ota_running()
+        if running is None:
+            raise OSError(2)        # ENOENT, as Partition(RUNNING).get_next_update() on a factory build
+        return OtaPartition(self.flash_dir, OTA_LABELS[1 - OTA_LABELS.index(running)])
+
+    def ota_open(self, size):
+        if size > OTA_SIZE:
+            raise OSError(28)
+        return OtaWriter(self._ota_next(), size)
+
+    def ota_readinto(self, offset, buf):
+        self._ota_next().readblocks(offset // FLASH_BLOCK, buf, offset % FLASH_BLOCK)
+
+    def ota_switch(self):
+        """set_boot on the written partition: esp_ota_set_boot_partition checks that it holds an app image
+        (here: an executable, ELF) and writes otadata: that partition next, state new."""
+        part = self._ota_next()
+        head = bytearray(4)
+        part.readblocks(0, head)
+        if head != b"\x7fELF":
+            raise OSError(8)        # ENOEXEC: ESP_ERR_OTA_VALIDATE_FAILED
+        path = self.flash_dir + "/" + OTADATA
+        import json
+
+        with open(path + ".tmp", "w") as f:
+            f.write(json.dumps({"boot": part.label, "state": "new", "previous": self.ota_running()}))
+        os.rename(path + ".tmp", path)
+
+    def ota_confirm(self):
+        """mark_app_valid_cancel_rollback: the running image, pending verification, becomes valid. True
+        when it was pending; nothing to do (False) otherwise."""
+        d = _read_otadata(self.flash_dir)
+        if self.ota_running() is None or d is None or d.get("boot") != self.ota_running():
+            return False
+        if d.get("state") not in ("new", "pending_verify"):
+            return False
+        import json
+
+        d["state"] = "valid"
+        path = self.flash_dir + "/" + OTADATA
+        with open(path + ".tmp", "w") as f:
+            f.write(json.dumps(d))
+        os.rename(path + ".tmp", path)
+        return True
 
     def ntp_override(self):
         # The simulated world's NTP server (tools/sim --ntp; tests run a real one on loopback)
