@@ -5,6 +5,10 @@ Each campaign throws one kind of fault at a simulated meter and counts what went
 late), broken settings files, energy regressions (the counters went backwards or lost more than 60 s),
 gaps (across a broker outage the windows were not one per second, or the energy counted differs from
 the power for the time that passed).
+The campaign `updates` sends one meter 50 firmware updates over MQTT (releases from a real HTTPS server)
+and cuts its power at a random moment of the download, the verification or the switch, or not at all: it
+must come back online on the old or the new version, with a complete firmware where app.json points, its
+settings, other files and energy kept.
 The campaign `heap` finds the smallest heap cap that survives a minute of a phone on the portal, Home
 Assistant discovery, TLS to the broker, a broker outage and config/set traffic, on the ESP32-like runtime
 (32-bit, firmware frozen), and reports it with the simulated hardware's share and the firmware's (cap
@@ -60,8 +64,10 @@ from uplink_rig import (  # noqa: E402
 from mpenv import use_firmware_on_cpython  # noqa: E402
 
 use_firmware_on_cpython()
+import boot_loader as fw_boot_loader  # noqa: E402
 import identity as fw_identity  # noqa: E402
 import settings as fw_settings  # noqa: E402
+from version import VERSION as VERSION_FACTORY  # noqa: E402
 
 DNS_QUERY = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03org\x00\x00\x01\x00\x01"
 POWER_W = 230.0 * 10.0 + 230.0 * 16.0 * 0.9063     # the rig's scenario, L1 + L2
@@ -736,9 +742,390 @@ def watchdog(work, rng, rounds):
         rig.close()
 
 
+# -- firmware updates under power cuts --------------------------------------------------------------
+# One meter updated again and again (contract §3.8): each round sends update/set for a release newer than
+# what runs and cuts the power (SIGKILL of the device's MicroPython process; tools/sim boots it again as
+# the chip would) at a random moment of a phase chosen at random. The moment is found on the flash
+# itself (the state folder): the bytes of the new release written so far, the pointer app.json, the
+# device process. After each round the meter must be online again within UPDATE_BACK_S, run the old or
+# the new version (and say so on info and update), boot what app.json names (a complete, verified folder,
+# or the factory install while no update was ever confirmed), keep its settings and every other file on
+# flash, and its energy (a cut loses at most the last 60 s, an orderly restart nothing; never more than
+# the time passed allows).
+UPDATE_PHASES = ("download", "verification", "switch", "none")
+UPDATE_SLOW_S = 0.15           # the server's pause per 4 KB piece: a ~110 KB release takes about 4 s
+UPDATE_BACK_S = 90             # a device must be online again within this after a cut
+UPDATE_MARKER = {"supply_max_a": 37}     # a setting made before the first round, kept through all
+UPDATE_CHANGING = ("settings.json", "energy", "app.json", "app_a", "app_b")   # files an update may write
+UPDATE_FINAL = ("idle", "done", "failed")
+
+
+def _update_tool(*args):
+    out = subprocess.run([os.path.join(ROOT, "tools", "release")] + [str(a) for a in args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise SystemExit("faults: tools/release failed: %s" % (out.stdout + out.stderr)[-2000:])
+
+
+def _manifest(agr):
+    n = int.from_bytes(agr[7:11], "big")       # b"AGREL1\n" | length | manifest (docs/releases.md)
+    return json.loads(agr[11:11 + n])
+
+
+def _sha256_file(path):
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _flash_files(state):
+    """{name: sha256} of the files on flash an update must never change (identity, CA, update key,
+    Wi-Fi credentials, calibration...): all but settings (checked apart), energy, the pointer, the slots."""
+    out = {}
+    for name in sorted(os.listdir(state)):
+        full = os.path.join(state, name)
+        if os.path.isfile(full) and not name.startswith(UPDATE_CHANGING):
+            out[name] = _sha256_file(full)
+    return out
+
+
+def _pointer(state):
+    try:
+        with open(os.path.join(state, "app.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _device_pid(sim):
+    """The MicroPython process under tools/sim (None between two boots)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (sim.proc.pid, sim.proc.pid)) as f:
+            kids = f.read().split()
+    except OSError:
+        return None
+    return int(kids[0]) if len(kids) == 1 else None
+
+
+def _new_bytes(state, slot, since):
+    """Bytes of the update written into app_<slot> since wall time `since` (the folder's older files are
+    the firmware installed before the last one, removed once the download starts)."""
+    n = 0
+    try:
+        for e in os.scandir(os.path.join(state, "app_" + slot)):
+            st = e.stat()
+            if st.st_mtime >= since:
+                n += st.st_size
+    except OSError:
+        pass
+    return n
+
+
+class UpdateRounds:
+    """The meter, the broker, the HTTPS server, the vendor's key and the releases built so far."""
+
+    def __init__(self, work, rng):
+        from release_server import ReleaseServer
+
+        self.work, self.rng = work, rng
+        self.kit = work / "updates-kit"
+        self.kit.mkdir(parents=True, exist_ok=True)
+        _update_tool("--new-key", self.kit / "vendor.pem")
+        self.tls = make_tls_files(str(self.kit / "pki"))
+        self.server = ReleaseServer(self.tls)
+        self.releases = {}                 # version -> manifest
+        wifi = self.kit / "wifi.json"      # stored Wi-Fi credentials (unused: the LAN is up), kept
+        wifi.write_text(json.dumps({"ssid": "Home", "password": "secret123"}))
+        self.rig = Rig(work / "updates", files={"ca.pem": self.tls.ca, "wifi.json": str(wifi),
+                                                "update_key.json": str(self.kit / "vendor.pub.json")})
+        self.state = self.rig.sim.state
+        # how long the last uncut round took from the end of the download to the switch, and from the
+        # switch to the new firmware's confirmation (first figures: guesses, replaced after round 1)
+        self.verify_s, self.confirm_s = 0.5, 8.0
+
+    def release(self, version):
+        """The URL of release `version` (built when first asked for)."""
+        path = "/ampguard-%s.agr" % version
+        if version not in self.releases:
+            out = self.kit / path[1:]
+            _update_tool("--key", self.kit / "vendor.pem", "--version", version, "--board", "sim",
+                         "--arch", "x64", "--out", out)
+            body = out.read_bytes()
+            self.server.files[path] = body
+            self.server.behaviour[path] = {"slow_s": UPDATE_SLOW_S}
+            self.releases[version] = _manifest(body)
+        return self.server.url(path)
+
+    def close(self):
+        self.rig.close()
+        self.server.close()
+
+
+def _cut_moment(u, phase, ctx, aim=None):
+    """Wait for the moment of `phase` chosen at random, or given by `aim`: a download's percent, the
+    seconds after the download's end (verification) or after the switch, or "trial" (the new firmware's
+    process has started, not yet confirmed). True to cut now (at the latest once the new firmware is
+    confirmed), False for `none` (which waits for the confirmation) and when the update failed."""
+    rng, state = u.rng, u.state
+    total = sum(f["size"] for f in u.releases[ctx["target"]]["files"])
+    percent = (rng.uniform(0, 100) if aim is None else aim) if phase == "download" else None
+    ctx["stats"]["aim"] = " at %.0f %%" % percent if percent is not None else ""
+    wait_after = {"verification": rng.uniform(0, u.verify_s),
+                  "switch": rng.uniform(0, u.confirm_s)}.get(phase) if aim is None else aim
+    deadline = time.monotonic() + 120
+    t_done = t_switch = None
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        got = _new_bytes(state, ctx["slot"], ctx["since"])
+        p = _pointer(state) or {}
+        if t_done is None and got >= total:
+            t_done = now
+        if t_switch is None and p.get("version") == ctx["target"]:
+            t_switch = now
+            t_done = t_done or now
+        confirmed = t_switch is not None and p.get("trial") is None and p.get("version") == ctx["target"]
+        if phase == "download" and got >= total * percent / 100:
+            return True
+        if phase == "verification" and t_done is not None and now >= t_done + wait_after:
+            return True
+        if phase == "switch" and t_switch is not None and (
+                _device_pid(u.rig.sim) not in (ctx["pid"], None) if wait_after == "trial"
+                else now >= t_switch + wait_after):
+            return True
+        if confirmed:           # the moment drawn was later than this update took: cut now
+            if phase == "none" and t_done is not None:
+                u.verify_s = max(0.05, t_switch - t_done)
+                u.confirm_s = max(1.0, now - t_switch)
+            return phase != "none"
+        if ctx["failed"]():
+            return False
+        time.sleep(0.005)
+    return False
+
+
+def _where(u, ctx):
+    """Where the update was when the power went: read off the flash after the cut, the pointer as the
+    boot loader reads it (app.json is missing for a moment while it is replaced: then its .bak)."""
+    p = fw_boot_loader.read_pointer(u.state) or {}
+    if p.get("version") == ctx["target"]:
+        if p.get("trial") is None:
+            return "after confirmation"
+        return "new firmware on trial" if ctx["restarted"] else "switched, not yet restarted"
+    total = sum(f["size"] for f in u.releases[ctx["target"]]["files"])
+    got = _new_bytes(u.state, ctx["slot"], ctx["since"])
+    return "downloading" if got < total else "verifying"
+
+
+def update_round(u, phase, aim, running, target, stats):
+    """One round; returns (version running after it, problems)."""
+    rig, state = u.rig, u.state
+    problems = []
+    before = rig.readings()
+    if not before:
+        return running, ["no readings message before the round"]
+    pointer = _pointer(state) or {}
+    slot = "b" if pointer.get("active") == "a" else "a"
+    pid0 = _device_pid(rig.sim)
+    ctx = {"target": target, "slot": slot, "since": time.time() - 1.0, "stats": stats, "pid": pid0}
+    url = u.release(target)
+    t0 = time.monotonic()
+    rig.sub.publish(BASE + "/update/set", json.dumps({"url": url, "version": target}))
+    ctx["failed"] = lambda: any(m.json()["state"] == "failed" for m in rig.sub.messages(BASE + "/update")
+                                if m.t > t0)
+    log_before = rig.sim.log()
+    where = None
+    cut = _cut_moment(u, phase, ctx, aim)
+    if cut:
+        pid = None
+        for _ in range(200):               # between two boots there is no device to cut: a moment later
+            pid = _device_pid(rig.sim)
+            if pid:
+                break
+            time.sleep(0.005)
+        ctx["restarted"] = pid != pid0
+        last_before = [m for m in rig.sub.messages(BASE + "/readings")][-1:]
+        os.kill(pid, signal.SIGKILL)
+        t_end = time.monotonic()
+        time.sleep(0.05)                   # nothing of the cut process is written after this
+        where = _where(u, ctx)
+        stats["where"][where] = stats["where"].get(where, 0) + 1
+        stats["last_where"] = "while " + where
+    else:
+        if phase != "none":
+            problems.append("the update ended before the %s phase could be cut" % phase)
+        t_end = t0
+        for m in rig.sub.messages(BASE + "/update"):    # the restart into the new firmware, if any
+            if m.t > t0 and m.json()["state"] == "restarting":
+                t_end = m.t
+                break
+        last_before = None
+        stats["last_where"] = "never"
+    # -- back online, settled --
+    try:
+        online = rig.sub.wait_for(BASE + "/status", lambda m: m.payload == b"online" and m.t > t_end,
+                                  timeout=UPDATE_BACK_S)
+        stats["recovery"] = max(stats["recovery"], online.t - t_end)
+    except AssertionError:
+        return running, problems + ["not online within %d s of the %s" % (
+            UPDATE_BACK_S, "cut" if cut else "update")]
+    try:
+        final = rig.sub.wait_for(BASE + "/update", lambda m: m.json()["state"] in UPDATE_FINAL,
+                                 timeout=60, after=t_end).json()
+    except AssertionError:
+        return running, problems + ["no final update state (idle/done/failed) after the round"]
+    time.sleep(0.5)                        # the info and config messages of this session
+    infos = [m.json() for m in rig.sub.messages(BASE + "/info") if m.t > t_end]
+    firmware = infos[-1]["firmware"] if infos else None
+    now_running = final["version"]
+    if now_running not in (running, target):
+        problems.append("runs %s: neither the old %s nor the new %s" % (now_running, running, target))
+    if firmware != now_running:
+        problems.append("info says firmware %s, update says %s" % (firmware, now_running))
+    if final["state"] == "failed" and final["reason"] != "rolled_back":
+        problems.append("update failed with %s" % final["reason"])
+    if not cut and phase == "none" and (final["state"], now_running) != ("done", target):
+        problems.append("an uncut update ended %r" % final)
+    # One cut cannot undo a switch (a rollback takes 3 trial boots or the probation deadline), nor make
+    # one: the pointer decides.
+    if cut and where in ("downloading", "verifying") and now_running != running:
+        problems.append("cut before the switch, yet %s runs" % now_running)
+    if cut and where not in ("downloading", "verifying") and now_running != target:
+        problems.append("cut after the switch (%s), yet %s runs (%r)" % (where, now_running, final))
+    # -- what the boot loader starts --
+    p = fw_boot_loader.read_pointer(state)
+    if p is None or p.get("active") is None:
+        if now_running != VERSION_FACTORY:
+            problems.append("the pointer names the factory install (%r) but %s runs" % (p, now_running))
+    else:
+        manifest = u.releases.get(p.get("version"))
+        folder = os.path.join(state, "app_" + p["active"])
+        if p.get("version") != now_running or p.get("trial") is not None:
+            problems.append("pointer %r after the round, %s runs" % (p, now_running))
+        if manifest is None:
+            problems.append("pointer names version %r, never released" % p.get("version"))
+        else:
+            for f in manifest["files"]:
+                path = os.path.join(folder, f["name"])
+                if not os.path.exists(path) or _sha256_file(path) != f["sha256"]:
+                    problems.append("%s in %s differs from release %s" % (f["name"], folder, p["version"]))
+                    break
+    # -- settings, other files, energy --
+    configs = [m.json() for m in rig.sub.messages(BASE + "/config") if m.t > t_end]
+    if not configs or any(configs[-1].get(key) != v for key, v in UPDATE_MARKER.items()):
+        problems.append("config after the round: %r" % (configs[-1:],))
+    try:
+        with open(os.path.join(state, "settings.json")) as f:
+            settings = json.load(f)
+        if settings != u.settings:
+            problems.append("settings.json changed: %r" % settings)
+    except (OSError, ValueError) as e:
+        problems.append("settings.json unreadable: %r" % e)
+    files = _flash_files(state)
+    if files != u.files:
+        problems.append("files on flash changed: %s" % sorted(
+            n for n in set(files) | set(u.files) if files.get(n) != u.files.get(n)))
+    after = [rig.sub.wait_for(BASE + "/readings", timeout=10, after=online.t)]     # this session's first
+    a = last_before[0] if last_before else [m for m in rig.sub.messages(BASE + "/readings") if m.t < t0][-1]
+    b = after[0]
+    wa, wb = a.json()["import_wh"], b.json()["import_wh"]
+    lost_s = (wa - wb) * 3600 / POWER_W
+    stats["loss"] = max(stats["loss"], lost_s)
+    if wb < wa - 60 * POWER_W / 3600:
+        problems.append("energy back from %.3f to %.3f Wh (%.0f s)" % (wa, wb, lost_s))
+    if wb > wa + (b.t - a.t) * POWER_W / 3600 + 0.05:
+        problems.append("energy counted twice: %.3f -> %.3f Wh in %.1f s" % (wa, wb, b.t - a.t))
+    if not cut and lost_s > 1.0:
+        problems.append("an orderly restart lost %.1f s of energy" % lost_s)
+    log = rig.sim.log()[len(log_before):]
+    stats["crashes"] += crashes(log)
+    stats["stalls"] += len(late_warnings(log))
+    return now_running, problems
+
+
+def update_rounds(work, rng, phases, say=print):
+    """One meter through len(phases) updates, round k cut in phases[k] ("download", "verification",
+    "switch" or "none"; a "download" may be ("download", percent)). Returns (per-phase figures, the
+    version running at the end, [(round, phase, where the cut landed, problems)])."""
+    u = UpdateRounds(work, rng)
+    per = {ph: {"rounds": 0, "new": 0, "old": 0, "recovery": 0.0, "failures": 0, "loss": 0.0,
+                "where": {}, "crashes": 0, "stalls": 0} for ph in UPDATE_PHASES}
+    running = VERSION_FACTORY
+    target = None
+    minor = 1
+    rounds = []
+    try:
+        u.rig.start()
+        online_after(u.rig, 0, 60)
+        u.rig.sub.publish(BASE + "/config/set", json.dumps(UPDATE_MARKER))
+        u.rig.sub.wait_for(BASE + "/config", lambda m: all(m.json().get(k) == v for k, v in
+                                                           UPDATE_MARKER.items()), timeout=15)
+        time.sleep(1)
+        with open(os.path.join(u.state, "settings.json")) as f:
+            u.settings = json.load(f)
+        u.files = _flash_files(u.state)
+        say("faults: updates: files on flash kept: %s; settings %s" % (", ".join(u.files), u.settings))
+        u.rig.next_readings(2)
+        for k, spec in enumerate(phases):
+            phase, aim = spec if isinstance(spec, tuple) else (spec, None)
+            if target is None:
+                minor += 1
+                target = "0.%d.0" % minor
+            s = per[phase]
+            s["rounds"] += 1
+            s["last_where"] = "-"
+            t = time.monotonic()
+            try:
+                now, problems = update_round(u, phase, aim, running, target, s)
+            except Exception as e:          # the rig itself failed: a failure, the campaign goes on
+                now, problems = running, ["%r" % e]
+            s["new" if now == target else "old"] += 1
+            if problems:
+                s["failures"] += 1
+                for pr in problems:
+                    say("faults: updates round %d (%s, %s -> %s): %s" % (k, phase, running, target, pr))
+            say("faults: updates round %d: phase %s%s, cut %s, runs %s (%.0f s)" % (
+                k, phase, s.get("aim", ""), s["last_where"], now, time.monotonic() - t))
+            rounds.append((k, phase, s["last_where"], problems))
+            if now == target:
+                running, target = now, None        # the next round needs a newer release
+            try:
+                u.rig.next_readings(2)
+            except AssertionError:
+                pass
+        per["timing"] = {"verify_s": u.verify_s, "confirm_s": u.confirm_s}
+        return per, running, rounds
+    finally:
+        u.close()
+
+
+def updates(work, rng, rounds):
+    """`rounds` updates of one meter, each cut at a random moment of a random phase (the first uncut:
+    it measures how long verification and the switch take, for the moments of the next rounds)."""
+    phases = ["none"] + [rng.choice(UPDATE_PHASES) for _ in range(rounds - 1)]
+    per, running, _ = update_rounds(work, rng, phases, say=lambda s: print(s, flush=True))
+    for ph in UPDATE_PHASES:
+        s = per[ph]
+        where = ", ".join("%s %d" % kv for kv in sorted(s["where"].items())) or "-"
+        row("update, power cut %s" % {"download": "during the download", "verification":
+                                      "during verification", "switch": "around the switch",
+                                      "none": "never (uncut)"}[ph],
+            s["rounds"], ended_new=s["new"], ended_old=s["old"], max_recovery_s="%.1f" % s["recovery"],
+            worst_energy_loss_s="%.1f" % max(0.0, s["loss"]), cut_while=where, failures=s["failures"],
+            crashes=s["crashes"], stalls=s["stalls"])
+    tot = {key: sum(per[ph][key] for ph in UPDATE_PHASES) for key in ("rounds", "new", "old", "failures",
+                                                                    "crashes", "stalls")}
+    row("updates under power cuts, in all", tot["rounds"], ended_new=tot["new"], ended_old=tot["old"],
+        versions="%s to %s" % (VERSION_FACTORY, running),
+        max_recovery_s="%.1f" % max(per[ph]["recovery"] for ph in UPDATE_PHASES),
+        verifying_s="%.2f" % per["timing"]["verify_s"],
+        switch_to_confirmed_s="%.1f" % per["timing"]["confirm_s"],
+        failures=tot["failures"], crashes=tot["crashes"], stalls=tot["stalls"])
+
 CAMPAIGNS = {"broker": (broker_kills, 20), "outages": (broker_outages, 5), "network": (network_drops, 20),
              "join": (join_vanishing, 5), "power": (power_cuts, 100), "input": (bad_input, 300),
-             "heap": (heap_cap, 1), "heaptable": (heap_table, 1), "watchdog": (watchdog, 3)}
+             "heap": (heap_cap, 1), "heaptable": (heap_table, 1), "watchdog": (watchdog, 3),
+             "updates": (updates, 50)}
 
 
 def main():
@@ -774,7 +1161,7 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
     bad_keys = ("crashes", "stalls", "broken_settings", "energy_backwards", "counted_twice", "never_back",
-                "no_boot", "stored_while_failing", "gaps", "firmware_over_target_kb")
+                "no_boot", "stored_while_failing", "gaps", "firmware_over_target_kb", "failures")
     print("\n| campaign | rounds | results |\n| --- | --- | --- |")
     failed = False
     for name, rounds, counts in RESULTS:
