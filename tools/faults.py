@@ -622,14 +622,15 @@ def simulator_share(runtime):
 def firmware_import_order():
     """The firmware modules a running simulated meter holds, leaves first, so that each import's heap is
     the module's own (boardcfg is dropped after boot, hal_esp32 is the device's, ha_discovery is
-    loaded only while publishing: measured apart)."""
+    loaded only while publishing: measured apart). Only module-level imports count: what a function
+    imports for a moment (sntp, the update's modules) is loaded and dropped again."""
     fw = Path(ROOT) / "firmware"
     names = {p.stem for p in fw.glob("*.py")}
     deps = {}
     for name in names:
         tree = ast.parse((fw / (name + ".py")).read_text())
         found = set()
-        for node in ast.walk(tree):
+        for node in tree.body:
             if isinstance(node, ast.Import):
                 found |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module:
@@ -637,8 +638,11 @@ def firmware_import_order():
         deps[name] = sorted(found & names - {"boardcfg", "hal_esp32", "main", "ha_discovery"})
     order = []
 
+    seen = set()
+
     def visit(n):
-        if n not in order:
+        if n not in seen:
+            seen.add(n)           # before its dependencies: an import cycle ends here
             for d in deps[n]:
                 visit(d)
             order.append(n)
