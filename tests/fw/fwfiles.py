@@ -104,19 +104,24 @@ class _CrashingFile:
         return getattr(self.f, name)
 
 
-def with_fs(module, fs, fn):
-    """Run fn() with `module` using the filesystem stand-in `fs`; return Crash or None."""
-    real_os = module.os
-    module.os = fs
-    module.open = fs.open
+def with_fs(modules, fs, fn):
+    """Run fn() with `modules` (one module, or a tuple of them) using the filesystem stand-in `fs`;
+    return Crash or None."""
+    if not isinstance(modules, tuple):
+        modules = (modules,)
+    real = [(m, m.os) for m in modules]
+    for m in modules:
+        m.os = fs
+        m.open = fs.open
     try:
         fn()
         return None
     except Crash as e:
         return e
     finally:
-        module.os = real_os
-        module.open = open      # the built-in again
+        for m, o in real:
+            m.os = o
+            m.open = open       # the built-in again
 
 
 class LogCapture:

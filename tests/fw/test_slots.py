@@ -6,27 +6,11 @@ import os
 import boot_loader
 import slots
 import store
-from fwfiles import Crash, CrashingFs, names, read_raw, rmtree, scratch, write_raw
+from fwfiles import CrashingFs, names, read_raw, rmtree, scratch, with_fs, write_raw
 from fwtest import raises
 from version import VERSION
 
-
-def with_fs_all(fs, fn, modules=(store, slots, boot_loader)):
-    """fn() with the firmware's file operations (store, slots, the loader) going through fs; returns the
-    Crash or None."""
-    real = [(m, m.os) for m in modules]
-    for m in modules:
-        m.os = fs
-        m.open = fs.open
-    try:
-        fn()
-        return None
-    except Crash as e:
-        return e
-    finally:
-        for m, o in real:
-            m.os = o
-            m.open = open       # the built-in again
+ALL = (store, slots, boot_loader)      # the firmware's file operations: store, slots, the loader
 
 
 def install(d, slot, version, opener=open):
@@ -215,7 +199,7 @@ def _crash_every_step(setup, operation, allowed, done, fat=False):
         setup(d)
         write_raw(d + "settings.json", "{\"x\": 1}")
         fs = CrashingFs(at, fat)
-        crashed = with_fs_all(fs, lambda d=d, fs=fs, ld=ld: operation(d, fs, ld))
+        crashed = with_fs(ALL, fs, lambda d=d, fs=fs, ld=ld: operation(d, fs, ld))
         if crashed is None:
             done(d)
         seen = [booted(d, ld) for _ in range(5)]
@@ -307,7 +291,7 @@ def test_the_loader_starts_a_trial_it_cannot_count_and_never_raises():
             return open(path, mode)
 
     got = []
-    with_fs_all(FullFs(0), lambda: got.append(ld.choose(d)), modules=(ld,))
+    with_fs(ld, FullFs(0), lambda: got.append(ld.choose(d)))
     assert got == [(d + "app_b", True)]
     assert _state(d)["trial"]["boots"] == 0 and "app.json.tmp" not in names(d)
     choose = ld.choose
