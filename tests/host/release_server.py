@@ -3,12 +3,28 @@ a throw-away test CA (brokers.make_tls_files), on 127.0.0.1. It serves files fro
 to misbehave on a path: stall after N bytes, drop the connection after N bytes, answer 404, or lie about
 the length. Every thread ends with close()."""
 import http.server
+import json
 import socket
 import ssl
 import threading
 import time
 
+from uplink_rig import BASE
+
 HOST = "127.0.0.1"
+UPDATE = BASE + "/update"
+
+
+def send_update(rig, command):
+    """Publish an update/set command to the rig's meter; returns the time to look for answers after."""
+    t0 = time.monotonic()
+    rig.sub.publish(UPDATE + "/set", json.dumps(command))
+    return t0
+
+
+def update_state(rig, state, t0, timeout=40):
+    """The first <base>/update report in `state` after t0 (a dict)."""
+    return rig.sub.wait_for(UPDATE, lambda m: m.json()["state"] == state, timeout=timeout, after=t0).json()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

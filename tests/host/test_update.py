@@ -6,11 +6,10 @@ import json
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 from brokers import make_tls_files
-from release_server import ReleaseServer
+from release_server import ReleaseServer, send_update, update_state
 from simctl import ROOT
 from uplink_rig import BASE, Rig, api_readings, assert_on_time, online_after
 
@@ -82,19 +81,6 @@ def _rig(tmp_path, kit, key=True):
     return rig
 
 
-def _send(rig, command):
-    t0 = time.monotonic()
-    rig.sub.publish(BASE + "/update/set", json.dumps(command))
-    return t0
-
-
-def _state(rig, state, t0, timeout=40, reason=None):
-    def match(m):
-        r = m.json()
-        return r["state"] == state and (reason is None or r["reason"] == reason)
-    return rig.sub.wait_for(BASE + "/update", match, timeout=timeout, after=t0).json()
-
-
 def test_each_failure_reason_is_reported_and_the_old_firmware_runs_on(tmp_path, kit, server):
     rig = _rig(tmp_path, kit).start()
     try:
@@ -124,13 +110,13 @@ def test_each_failure_reason_is_reported_and_the_old_firmware_runs_on(tmp_path, 
         ]
         for url, version, reason in cases:
             command = {"url": url} if version is None else {"url": url, "version": version}
-            t0 = _send(rig, command)
-            r = _state(rig, "failed", t0, timeout=40)
+            t0 = send_update(rig, command)
+            r = update_state(rig, "failed", t0, timeout=40)
             assert r == {"state": "failed", "percent": 0, "version": VERSION, "reason": reason}, (url, r)
         # the device's CA no longer trusts the server: tls
         shutil.copyfile(kit["tls"]["wrong_ca"], os.path.join(rig.sim.state, "ca.pem"))
-        t0 = _send(rig, {"url": server.url("/good.agr")})
-        assert _state(rig, "failed", t0)["reason"] == "tls"
+        t0 = send_update(rig, {"url": server.url("/good.agr")})
+        assert update_state(rig, "failed", t0)["reason"] == "tls"
         after = api_readings(rig.sim)
         assert after["seq"] > before["seq"] and after["import_wh"] >= before["import_wh"]
         assert_on_time(rig.next_readings(3))
@@ -145,19 +131,19 @@ def test_bad_and_second_commands_are_answered_on_update_error(tmp_path, kit, ser
     rig = _rig(tmp_path, kit).start()
     try:
         online_after(rig, 0, 30)
-        t0 = _send(rig, {"url": "http://localhost/good.agr"})
+        t0 = send_update(rig, {"url": "http://localhost/good.agr"})
         err = rig.sub.wait_for(BASE + "/update/error", timeout=10, after=t0).json()
         assert err["field"] == "url" and "https" in err["error"], err
-        t0 = _send(rig, {"url": server.url("/good.agr"), "force": True})
+        t0 = send_update(rig, {"url": server.url("/good.agr"), "force": True})
         assert rig.sub.wait_for(BASE + "/update/error", timeout=10, after=t0).json()["field"] == "force"
         server.behaviour["/stall.agr"] = {"stall_after": 2000, "stall_s": 30}
         server.files["/stall.agr"] = kit["files"]["/good.agr"]
-        t0 = _send(rig, {"url": server.url("/stall.agr")})
-        _state(rig, "downloading", t0)
-        t1 = _send(rig, {"url": server.url("/good.agr")})
+        t0 = send_update(rig, {"url": server.url("/stall.agr")})
+        update_state(rig, "downloading", t0)
+        t1 = send_update(rig, {"url": server.url("/good.agr")})
         err = rig.sub.wait_for(BASE + "/update/error", timeout=10, after=t1).json()
         assert err["field"] == "url" and "running" in err["error"], err
-        assert _state(rig, "failed", t0, timeout=30)["reason"] == "timeout"
+        assert update_state(rig, "failed", t0, timeout=30)["reason"] == "timeout"
     finally:
         rig.close()
 
@@ -166,8 +152,8 @@ def test_a_device_without_an_update_key_refuses_every_release(tmp_path, kit, ser
     rig = _rig(tmp_path, kit, key=False).start()
     try:
         online_after(rig, 0, 30)
-        t0 = _send(rig, {"url": server.url("/good.agr")})
-        assert _state(rig, "failed", t0)["reason"] == "bad_signature"
+        t0 = send_update(rig, {"url": server.url("/good.agr")})
+        assert update_state(rig, "failed", t0)["reason"] == "bad_signature"
         assert server.requests == []              # refused before anything was fetched
     finally:
         rig.close()
@@ -185,9 +171,9 @@ def test_an_update_is_installed_comes_online_and_is_done_keeping_settings_and_en
         rig.sub.publish(BASE + "/config/set", json.dumps({"supply_max_a": 40}))
         rig.sub.wait_for(BASE + "/config", lambda m: m.json()["supply_max_a"] == 40, timeout=10)
         before_wh, _ = _energy(rig)
-        t0 = _send(rig, {"url": server.url("/good.agr"), "version": NEW})
-        _state(rig, "restarting", t0, timeout=60)
-        done = _state(rig, "done", t0, timeout=60)
+        t0 = send_update(rig, {"url": server.url("/good.agr"), "version": NEW})
+        update_state(rig, "restarting", t0, timeout=60)
+        done = update_state(rig, "done", t0, timeout=60)
         assert done == {"state": "done", "percent": 100, "version": NEW, "reason": None}
         states = [m.json() for m in rig.sub.messages(BASE + "/update") if m.t > t0]
         seen = [s["state"] for s in states]
@@ -218,9 +204,9 @@ def test_a_release_that_cannot_start_is_rolled_back_and_reported(tmp_path, kit, 
     try:
         online_after(rig, 0, 30)
         before_wh, _ = _energy(rig)
-        t0 = _send(rig, {"url": server.url("/broken.agr")})
-        _state(rig, "restarting", t0, timeout=60)
-        failed = _state(rig, "failed", t0, timeout=90)
+        t0 = send_update(rig, {"url": server.url("/broken.agr")})
+        update_state(rig, "restarting", t0, timeout=60)
+        failed = update_state(rig, "failed", t0, timeout=90)
         assert failed == {"state": "failed", "percent": 0, "version": VERSION, "reason": "rolled_back"}
         log = rig.sim.log()
         assert log.count("this release cannot start") >= 3, log[-3000:]
@@ -240,8 +226,8 @@ def test_a_flash_too_small_for_the_release_is_no_space_and_nothing_changes(tmp_p
               files={"ca.pem": kit["tls"]["ca"], "update_key.json": str(kit["pub"])}).start()
     try:
         online_after(rig, 0, 30)
-        t0 = _send(rig, {"url": server.url("/good.agr")})
-        r = _state(rig, "failed", t0)
+        t0 = send_update(rig, {"url": server.url("/good.agr")})
+        r = update_state(rig, "failed", t0)
         assert r["reason"] == "no_space", r
         assert not os.path.exists(os.path.join(rig.sim.state, "app.json"))
         assert_on_time(rig.next_readings(2))
@@ -257,15 +243,15 @@ def test_metering_keeps_its_cadence_while_an_update_downloads(tmp_path, kit, ser
     rig = _rig(tmp_path, kit).start()
     try:
         online_after(rig, 0, 30)
-        t0 = _send(rig, {"url": server.url("/slow.agr")})
-        _state(rig, "downloading", t0)
+        t0 = send_update(rig, {"url": server.url("/slow.agr")})
+        update_state(rig, "downloading", t0)
         first = api_readings(rig.sim)
         during = rig.next_readings(5)
         assert rig.sub.messages(BASE + "/update")[-1].json()["state"] == "downloading"   # still at it
         last = api_readings(rig.sim)
         assert windows_on_time(first, last), (first, last)
         assert [r["seq"] for r in during] == list(range(during[0]["seq"], during[0]["seq"] + 5))
-        assert _state(rig, "failed", t0, timeout=30)["reason"] == "bad_hash"
+        assert update_state(rig, "failed", t0, timeout=30)["reason"] == "bad_hash"
         assert not late_warnings(rig.sim.log()), late_warnings(rig.sim.log())
     finally:
         rig.close()

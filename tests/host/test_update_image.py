@@ -13,7 +13,7 @@ import time
 
 import pytest
 from brokers import make_tls_files
-from release_server import ReleaseServer
+from release_server import ReleaseServer, send_update, update_state
 from simctl import ROOT
 from uplink_rig import BASE, SCENARIO, Rig, api_readings, assert_on_time, online_after
 
@@ -72,17 +72,6 @@ def _rig(tmp_path, kit, scenario=SCENARIO):
                files={"ca.pem": kit["tls"]["ca"], "update_key.json": str(kit["pub"])}).start()
 
 
-def _send(rig, command):
-    t0 = time.monotonic()
-    rig.sub.publish(BASE + "/update/set", json.dumps(command))
-    return t0
-
-
-def _state(rig, state, t0, timeout=60):
-    return rig.sub.wait_for(BASE + "/update", lambda m: m.json()["state"] == state, timeout=timeout,
-                            after=t0).json()
-
-
 def _otadata(rig):
     with open(os.path.join(rig.sim.state, "otadata.json")) as f:
         return json.load(f)
@@ -97,9 +86,9 @@ def test_an_image_release_is_written_switched_to_and_confirmed_once_online(tmp_p
     try:
         online_after(rig, 0, 40)
         before_wh = api_readings(rig.sim)["import_wh"]
-        t0 = _send(rig, {"url": server.url("/good.agr"), "version": NEW})
-        _state(rig, "restarting", t0, timeout=120)
-        done = _state(rig, "done", t0, timeout=90)
+        t0 = send_update(rig, {"url": server.url("/good.agr"), "version": NEW})
+        update_state(rig, "restarting", t0, timeout=120)
+        done = update_state(rig, "done", t0, timeout=90)
         assert done == {"state": "done", "percent": 100, "version": NEW, "reason": None}
         seen = [m.json()["state"] for m in rig.sub.messages(BASE + "/update") if m.t > t0]
         order = ["downloading", "verifying", "installing", "restarting", "done"]
@@ -132,9 +121,9 @@ def test_an_image_that_cannot_start_is_rolled_back_by_the_bootloader_and_reporte
     try:
         online_after(rig, 0, 40)
         before_wh = api_readings(rig.sim)["import_wh"]
-        t0 = _send(rig, {"url": server.url("/broken.agr")})
-        _state(rig, "restarting", t0, timeout=120)
-        failed = _state(rig, "failed", t0, timeout=90)
+        t0 = send_update(rig, {"url": server.url("/broken.agr")})
+        update_state(rig, "restarting", t0, timeout=120)
+        failed = update_state(rig, "failed", t0, timeout=90)
         assert failed == {"state": "failed", "percent": 0, "version": VERSION, "reason": "rolled_back"}
         log = rig.sim.log()
         assert log.count("sim: device crashed") == 1, log[-3000:]    # one boot: the next reset goes back
@@ -153,8 +142,8 @@ def test_a_board_without_ota_partitions_refuses_an_image_release(tmp_path, kit, 
     rig = _rig(tmp_path, kit, scenario=dict(SCENARIO, flash={"ota": False}))
     try:
         online_after(rig, 0, 40)
-        t0 = _send(rig, {"url": server.url("/good.agr")})
-        failed = _state(rig, "failed", t0, timeout=60)
+        t0 = send_update(rig, {"url": server.url("/good.agr")})
+        failed = update_state(rig, "failed", t0, timeout=60)
         assert failed == {"state": "failed", "percent": 0, "version": VERSION, "reason": "wrong_board"}
         for name in ("ota_0.bin", "ota_1.bin", "otadata.json", "ota.json", "app.json"):
             assert not os.path.exists(os.path.join(rig.sim.state, name)), name
