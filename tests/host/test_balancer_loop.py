@@ -133,30 +133,6 @@ def run(body, tmp_path, timeout=55):
     asyncio.run(asyncio.wait_for(main(), timeout))
 
 
-def assert_steady(loop, samples, readings, household_a):
-    """Constant load: limits move at most 1 A per period; the chargers use >= 90 % of the headroom."""
-    for a, b in zip(samples, samples[1:], strict=False):
-        assert max(abs(x - y) for x, y in zip(a, b, strict=True)) <= 1.0, samples
-    headroom = SUPPLY_A - household_a
-    for _, currents in readings:
-        for amps in currents:
-            assert amps - household_a >= 0.9 * headroom, (currents, household_a)
-            assert amps <= SUPPLY_A, currents
-
-
-@pytest.mark.slow
-def test_under_a_constant_load_the_chargers_use_the_headroom_and_limits_hold_steady(tmp_path):
-    # (The household step of the issue's acceptance is not here yet: the loop cuts too far after it,
-    # the meter's 1 s averages arriving later than the chargers' own reports; see the session note.)
-    async def body(loop):
-        # Three cars on a 25 A supply with 0.5 A of household: 24 A shared, 8 A each.
-        await loop.settle([8.0, 8.0, 8.0], 30, "three cars at 8 A")
-        t = time.monotonic()
-        samples = await loop.limits_per_period(4)
-        assert_steady(loop, samples, loop.readings_since(t + 1), HOUSE_A)
-    run(body, tmp_path)
-
-
 @pytest.mark.slow
 def test_a_killed_meter_puts_the_group_on_its_offline_maximum_and_a_restarted_one_is_used_again(tmp_path):
     async def body(loop):
