@@ -205,46 +205,6 @@ class Lan:
         return addr if addr != "0.0.0.0" else None
 
 
-class OtaWriter:
-    """An image streamed into the next update partition: chunks gathered into one 4 KB block, each block
-    written with Partition.writeblocks(n, block), which erases that sector and writes it (one flash erase
-    and write, ~50 ms, per 4 KB: the only blocking); close() pads the last block with 0xFF (erased flash).
-    Nothing else of the partition is touched; the buffer is the only allocation."""
-
-    def __init__(self, part, size):
-        self._part = part
-        self._buf = bytearray(OTA_BLOCK)
-        self._n = 0
-        self._block = 0
-        self._left = size
-
-    def write(self, chunk):
-        n = len(chunk)
-        if n > self._left:
-            raise OSError(28)       # ENOSPC: more than the size announced to ota_open
-        self._left -= n
-        mv = memoryview(chunk)
-        i = 0
-        while i < n:
-            k = min(OTA_BLOCK - self._n, n - i)
-            self._buf[self._n:self._n + k] = mv[i:i + k]
-            self._n += k
-            i += k
-            if self._n == OTA_BLOCK:
-                self._flush()
-
-    def _flush(self):
-        self._part.writeblocks(self._block, self._buf)
-        self._block += 1
-        self._n = 0
-
-    def close(self):
-        if self._n:
-            for i in range(self._n, OTA_BLOCK):
-                self._buf[i] = 0xFF
-            self._flush()
-
-
 class Hal:
     # the portal answers only on the access point: its address exists only while it is up
     portal_needs_ap = True
@@ -353,7 +313,7 @@ class Hal:
         part = self._ota_next()
         if size > part.info()[3]:
             raise OSError(28)
-        return OtaWriter(part, size)
+        return _block_writer(part, size)
 
     def ota_readinto(self, offset, buf):
         """len(buf) bytes of the written image from `offset` (the read-back for its sha256)."""
@@ -374,3 +334,9 @@ class Hal:
             return True
         except OSError:
             return False
+
+
+def _block_writer(part, size):
+    import image_ota  # loaded by the update that calls this (update.py drops it after)
+
+    return image_ota.BlockWriter(part, size)

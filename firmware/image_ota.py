@@ -20,6 +20,7 @@ import os
 
 import store
 
+BLOCK = 4096              # esp32.Partition's block: the flash sector
 RECORD = "ota.json"
 POINTER = "app.json"      # slots.POINTER
 
@@ -145,3 +146,44 @@ def take_rollback(flash_dir, running_version):
         return None, True
     _end(flash_dir)
     return outcome, False
+
+
+class BlockWriter:
+    """An image streamed into an update partition (hal.ota_open: the ESP32's esp32.Partition, or the
+    simulated twin's): chunks gathered into one 4 KB block, each block written with
+    part.writeblocks(n, block), which on the ESP32 erases that sector and writes it (one flash erase and
+    write, ~50 ms, per 4 KB: the only blocking); close() pads the last block with 0xFF (erased flash).
+    Nothing else of the partition is touched; the buffer is the only allocation."""
+
+    def __init__(self, part, size):
+        self._part = part
+        self._buf = bytearray(BLOCK)
+        self._n = 0
+        self._block = 0
+        self._left = size
+
+    def write(self, chunk):
+        n = len(chunk)
+        if n > self._left:
+            raise OSError(28)       # ENOSPC: more than the size announced to ota_open
+        self._left -= n
+        mv = memoryview(chunk)
+        i = 0
+        while i < n:
+            k = min(BLOCK - self._n, n - i)
+            self._buf[self._n:self._n + k] = mv[i:i + k]
+            self._n += k
+            i += k
+            if self._n == BLOCK:
+                self._flush()
+
+    def _flush(self):
+        self._part.writeblocks(self._block, self._buf)
+        self._block += 1
+        self._n = 0
+
+    def close(self):
+        if self._n:
+            for i in range(self._n, BLOCK):
+                self._buf[i] = 0xFF
+            self._flush()

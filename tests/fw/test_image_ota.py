@@ -9,7 +9,8 @@ import slots
 import store
 from fwfiles import read_raw, scratch
 from fwtest import raises
-from hal_sim import FLASH_BLOCK, OTA_SIZE, OtaPartition, OtaWriter
+from hal_sim import FLASH_BLOCK, OTA_SIZE, OtaPartition
+from image_ota import BlockWriter
 
 
 def test_writeblocks_erases_and_writes_whole_sectors_only():
@@ -28,7 +29,7 @@ def test_writeblocks_erases_and_writes_whole_sectors_only():
 def test_the_writer_gathers_chunks_into_blocks_and_pads_the_last_with_ff():
     d = scratch()
     data = bytes(range(256)) * 40 + b"end"                        # 10243 bytes: 2 blocks and a bit
-    w = OtaWriter(OtaPartition(d, "ota_0"), len(data))
+    w = BlockWriter(OtaPartition(d, "ota_0"), len(data))
     for i in range(0, len(data), 1000):
         w.write(data[i:i + 1000])
         whole = min(i + 1000, len(data)) // FLASH_BLOCK           # a block is written once it is full

@@ -347,44 +347,6 @@ class OtaPartition:
             buf[i] = 0xFF
 
 
-class OtaWriter:
-    """hal.ota_open()'s writer: chunks gathered into 4 KB blocks, each written with writeblocks (the same
-    code as hal_esp32's, on the twin's partition)."""
-
-    def __init__(self, part, size):
-        self._part = part
-        self._buf = bytearray(FLASH_BLOCK)
-        self._n = 0
-        self._block = 0
-        self._left = size
-
-    def write(self, chunk):
-        n = len(chunk)
-        if n > self._left:
-            raise OSError(28)       # ENOSPC: more than announced
-        self._left -= n
-        mv = memoryview(chunk)
-        i = 0
-        while i < n:
-            k = min(FLASH_BLOCK - self._n, n - i)
-            self._buf[self._n:self._n + k] = mv[i:i + k]
-            self._n += k
-            i += k
-            if self._n == FLASH_BLOCK:
-                self._flush()
-
-    def _flush(self):
-        self._part.writeblocks(self._block, self._buf)
-        self._block += 1
-        self._n = 0
-
-    def close(self):
-        if self._n:
-            for i in range(self._n, FLASH_BLOCK):
-                self._buf[i] = 0xFF
-            self._flush()
-
-
 def _read_otadata(flash_dir):
     import json
 
@@ -485,7 +447,7 @@ class Hal:
     def ota_open(self, size):
         if size > OTA_SIZE:
             raise OSError(28)
-        return OtaWriter(self._ota_next(), size)
+        return _block_writer(self._ota_next(), size)
 
     def ota_readinto(self, offset, buf):
         self._ota_next().readblocks(offset // FLASH_BLOCK, buf, offset % FLASH_BLOCK)
@@ -539,3 +501,9 @@ class Hal:
         # host's own resolver is used.
         d = _env("AMPGUARD_DNS_SERVER")
         return _addr(d, d) if d else None
+
+
+def _block_writer(part, size):
+    import image_ota  # loaded by the update that calls this (update.py drops it after)
+
+    return image_ota.BlockWriter(part, size)
